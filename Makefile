@@ -1,0 +1,52 @@
+# finmath: every target does its own set-up (venv + install) first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FINMATH_HOME ?= $(CURDIR)/data
+DAGSTER_HOME ?= $(FINMATH_HOME)/dagster_home
+# Nothing is ever fetched from a model or dataset hub at run time.
+HF_HUB_OFFLINE ?= 1
+export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install run dev test lint bench clean
+
+help:
+	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
+	@echo "make test   set up, then run the whole test suite"
+	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
+	@echo "make lint   ruff check + format check"
+	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+run: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster asset materialize --select '*' -m finmath_assets.definitions
+	$(BIN)/python -m finmath_assets.summary
+
+dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(INSTALLED)
+	$(BIN)/python -m finmath_assets.bench
+
+clean:
+	rm -rf $(FINMATH_HOME) .cache/hf

@@ -1,0 +1,1 @@
+"""Dagster definitions: assets, resources and (in later issues) checks, sensors and schedules."""

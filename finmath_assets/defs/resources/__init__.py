@@ -1,0 +1,13 @@
+"""Resources, one module per external system."""
+
+from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
+from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
+from finmath_assets.defs.resources.source import FinanceMathSourceResource
+from finmath_assets.defs.resources.warehouse import WarehouseIOManager
+
+__all__ = [
+    "EmbeddingModelResource",
+    "FinanceMathSourceResource",
+    "ProcessedFilesResource",
+    "WarehouseIOManager",
+]

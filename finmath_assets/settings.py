@@ -1,0 +1,73 @@
+"""One settings object for the whole project, read from ``FINMATH_*`` environment variables.
+
+Framework-free on purpose: the Dagster definitions and the serving service read the same
+settings. Every field is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from finmath_assets.core.embeddings import DEFAULT_MODEL_NAME
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINMATH_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path("data"), description="Root of every file the pipeline writes (git-ignored)."
+    )
+    source: Literal["local", "huggingface"] = Field(
+        default="local",
+        description="'local': the embedded pinned snapshot (or FINMATH_LOCAL_DATA_DIR); "
+        "'huggingface': datasets.load_dataset(FINMATH_HF_DATASET).",
+    )
+    local_data_dir: Path | None = Field(
+        default=None,
+        description="Folder with validation.json and test.json for the local source "
+        "(default: the snapshot shipped in the package).",
+    )
+    hf_dataset: str = Field(
+        default="yale-nlp/FinanceMath",
+        description="Hub dataset id, or a local folder laid out like the hub repository.",
+    )
+    hf_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FINMATH_HF_TOKEN", "HF_TOKEN"),
+        description="Token for the gated dataset (FINMATH_HF_TOKEN, else HF_TOKEN).",
+    )
+    hf_revision: str | None = Field(default=None, description="Pin a hub revision (commit sha).")
+    hf_cache_dir: Path = Field(
+        default=Path(".cache/hf"), description="datasets cache for both sources."
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_MODEL_NAME,
+        description="sentence-transformers model: the packaged MiniLM name or a local folder.",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+
+    @field_validator("home", "hf_cache_dir", "local_data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def hf_token_value(self) -> str | None:
+        return self.hf_token.get_secret_value() if self.hf_token else None
+
+    @cached_property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @cached_property
+    def processed_dir(self) -> Path:
+        return self.home / "processed"
+
+    @cached_property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"

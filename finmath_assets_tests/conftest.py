@@ -1,0 +1,88 @@
+"""Shared fixtures: the real data, the real MiniLM model, and one real materialisation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# No hub access in tests, ever: set before datasets / huggingface_hub are imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import dagster as dg
+import pytest
+
+from finmath_assets.core.embeddings import Embedder
+from finmath_assets.core.sources import EMBEDDED_DATA_DIR
+from finmath_assets.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def real_validation() -> list[dict]:
+    return json.loads((EMBEDDED_DATA_DIR / "validation.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def real_test() -> list[dict]:
+    return json.loads((EMBEDDED_DATA_DIR / "test.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def real_by_id(real_validation, real_test) -> dict[str, dict]:
+    return {r["question_id"]: r for r in [*real_validation, *real_test]}
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@dataclass
+class Materialized:
+    home: Path
+    settings: Settings
+    instance: dg.DagsterInstance
+    result: dg.ExecuteInProcessResult
+
+    def metadata(self, asset: str) -> dict:
+        event = self.instance.get_latest_materialization_event(dg.AssetKey(["finmath", asset]))
+        assert event is not None and event.asset_materialization is not None
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def materialize(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    instance: dg.DagsterInstance,
+    **settings_overrides: object,
+) -> Materialized:
+    """Materialise the whole graph with settings pointing at ``home``."""
+    from finmath_assets.definitions import build_definitions
+
+    monkeypatch.setenv("FINMATH_HOME", str(home))
+    settings = Settings(home=home, hf_cache_dir=home.parent / "hf-cache", **settings_overrides)
+    defs = build_definitions(settings)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert result.success
+    return Materialized(home=home, settings=settings, instance=instance, result=result)
+
+
+@pytest.fixture(scope="session")
+def materialized_real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materialized]:
+    """The whole graph materialised once on the real 1,200 records (embeds every text)."""
+    home = tmp_path_factory.mktemp("real") / "home"
+    with pytest.MonkeyPatch.context() as monkeypatch, dg.instance_for_test() as instance:
+        yield materialize(home, monkeypatch, instance)
+
+
+@pytest.fixture
+def warm_copy(materialized_real: Materialized, tmp_path: Path) -> Path:
+    """A private copy of the real warehouse (embedding cache included) to re-run against."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(materialized_real.settings.warehouse_path, home / "warehouse.duckdb")
+    return home
