@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from finmath_assets.defs.assets import embeddings, features, ingestion, tables
 from finmath_assets.defs.constants import WAREHOUSE_IO_MANAGER
@@ -12,6 +11,7 @@ from finmath_assets.defs.resources import (
     FinanceMathSourceResource,
     ProcessedFilesResource,
     WarehouseIOManager,
+    WarehouseResource,
 )
 from finmath_assets.settings import Settings
 
@@ -34,7 +34,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         ],
         resources={
             WAREHOUSE_IO_MANAGER: WarehouseIOManager(database=str(settings.warehouse_path)),
-            "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+            "warehouse": WarehouseResource(database=str(settings.warehouse_path)),
             "financemath_source": FinanceMathSourceResource.from_settings(settings),
             "embedding_model": EmbeddingModelResource.from_settings(settings),
             "processed_files": ProcessedFilesResource.from_settings(settings),

@@ -6,20 +6,22 @@ switching models embeds everything once per model.
 """
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.text import record_text, text_hash
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
-from finmath_assets.defs.resources import EmbeddingModelResource
+from finmath_assets.defs.resources import EmbeddingModelResource, WarehouseResource
 
 CACHE_TABLE = f"{KEY_PREFIX}.embedding_cache"
 
 
-def _read_cache(warehouse: DuckDBResource, hashes: list[str]) -> dict[str, np.ndarray]:
+def _read_cache(warehouse: WarehouseResource, hashes: list[str]) -> dict[str, np.ndarray]:
     wanted = pd.DataFrame({"text_hash": hashes})
     with warehouse.get_connection() as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KEY_PREFIX}")
@@ -36,7 +38,7 @@ def _read_cache(warehouse: DuckDBResource, hashes: list[str]) -> dict[str, np.nd
 
 
 def _write_cache(
-    warehouse: DuckDBResource, model_id: str, hashes: list[str], vectors: np.ndarray
+    warehouse: WarehouseResource, model_id: str, hashes: list[str], vectors: np.ndarray
 ) -> None:
     new_rows = pd.DataFrame(
         {
@@ -56,6 +58,72 @@ def _write_cache(
         conn.execute("COMMIT")
 
 
+@dataclass
+class CachedEmbeddings:
+    hashes: list[str]
+    vectors: list[np.ndarray]
+    embedded: int
+    reused: int
+    encode_seconds: float
+    load_seconds: float
+    stage_seconds: float  # hashing + cache read + encode + cache write, model load excluded
+
+
+def embed_with_cache(
+    texts: list[str],
+    model_id: str,
+    get_embedder: Callable[[], Embedder],
+    warehouse: WarehouseResource,
+    log: Callable[[str], None] = lambda _: None,
+) -> CachedEmbeddings:
+    """Embed ``texts``, reusing every vector already cached for (model id, text).
+
+    The embedder is only requested (and torch only imported) when something must be embedded.
+    Identical texts are embedded once.
+    """
+    stage_started = time.perf_counter()
+    hashes = [text_hash(text, model_id) for text in texts]
+    cached = _read_cache(warehouse, hashes)
+    missing = list(dict.fromkeys(h for h in hashes if h not in cached))
+    text_by_hash = dict(zip(hashes, texts, strict=True))
+    log(f"{len(hashes) - len(missing)} texts cached, {len(missing)} to embed ({model_id})")
+    encode_seconds = load_seconds = 0.0
+    if missing:
+        embedder = get_embedder()
+        _ = embedder.model  # load before the timed encode
+        load_seconds = embedder.load_seconds
+
+        def progress(done: int, total: int, seconds: float) -> None:
+            log(f"embedded {done}/{total} texts ({done / seconds if seconds else 0.0:.1f} texts/s)")
+
+        started = time.perf_counter()
+        vectors = embedder.encode([text_by_hash[h] for h in missing], progress=progress)
+        encode_seconds = time.perf_counter() - started
+        _write_cache(warehouse, model_id, missing, vectors)
+        cached.update(zip(missing, vectors, strict=True))
+    dims = {cached[h].shape[0] for h in hashes}
+    if len(dims) > 1:
+        raise ValueError(f"embedding cache holds vectors of sizes {sorted(dims)} for {model_id}")
+    return CachedEmbeddings(
+        hashes=hashes,
+        vectors=[cached[h] for h in hashes],
+        embedded=len(missing),
+        reused=len(hashes) - len(missing),
+        encode_seconds=encode_seconds,
+        load_seconds=load_seconds,
+        stage_seconds=time.perf_counter() - stage_started - load_seconds,
+    )
+
+
+def record_texts(validated_records: pd.DataFrame) -> list[str]:
+    return [
+        record_text(question, list(tables) if tables is not None else [])
+        for question, tables in zip(
+            validated_records["question"], validated_records["tables"], strict=True
+        )
+    ]
+
+
 @dg.asset(
     key_prefix=KEY_PREFIX,
     group_name="featurization",
@@ -70,67 +138,35 @@ def question_embeddings(
     context: dg.AssetExecutionContext,
     validated_records: pd.DataFrame,
     embedding_model: EmbeddingModelResource,
-    warehouse: DuckDBResource,
+    warehouse: WarehouseResource,
 ) -> pd.DataFrame:
-    stage_started = time.perf_counter()
     model_id = embedding_model.model_id
-    texts = [
-        record_text(question, list(tables) if tables is not None else [])
-        for question, tables in zip(
-            validated_records["question"], validated_records["tables"], strict=True
-        )
-    ]
-    hashes = [text_hash(text, model_id) for text in texts]
-    cached = _read_cache(warehouse, hashes)
-    # de-duplicate: identical texts are embedded once
-    missing = list(dict.fromkeys(h for h in hashes if h not in cached))
-    text_by_hash = dict(zip(hashes, texts, strict=True))
-    context.log.info(
-        f"{len(hashes) - len(missing)} texts cached, {len(missing)} to embed ({model_id})"
+    result = embed_with_cache(
+        record_texts(validated_records),
+        model_id,
+        embedding_model.get_embedder,
+        warehouse,
+        log=context.log.info,
     )
-
-    encode_seconds = 0.0
-    load_seconds = 0.0
-    if missing:
-        embedder = embedding_model.get_embedder()
-
-        def progress(done: int, total: int, seconds: float) -> None:
-            rate = done / seconds if seconds else 0.0
-            context.log.info(f"embedded {done}/{total} texts ({rate:.1f} texts/s)")
-
-        _ = embedder.model  # load outside the timed encode
-        load_seconds = embedder.load_seconds
-        started = time.perf_counter()
-        vectors = embedder.encode([text_by_hash[h] for h in missing], progress=progress)
-        encode_seconds = time.perf_counter() - started
-        _write_cache(warehouse, model_id, missing, vectors)
-        cached.update(zip(missing, vectors, strict=True))
-
-    embeddings = [cached[h] for h in hashes]
-    dims = {vector.shape[0] for vector in embeddings}
-    if len(dims) > 1:
-        raise ValueError(
-            f"embedding cache holds vectors of several sizes {sorted(dims)} for {model_id}"
-        )
     frame = pd.DataFrame(
         {
             "question_id": validated_records["question_id"].to_numpy(),
-            "text_hash": hashes,
+            "text_hash": result.hashes,
             "model_id": model_id,
-            "embedding": embeddings,
+            "embedding": result.vectors,
         }
     )
-    stage_seconds = time.perf_counter() - stage_started - load_seconds
+    rate = result.embedded / result.encode_seconds if result.encode_seconds else 0.0
     context.add_output_metadata(
         {
             "model_id": model_id,
-            "embedding_dim": dims.pop() if dims else 0,
-            "texts_embedded": len(missing),
-            "texts_reused": len(hashes) - len(missing),
-            "encode_seconds": round(encode_seconds, 3),
-            "texts_per_second": round(len(missing) / encode_seconds, 2) if encode_seconds else 0.0,
-            "stage_seconds_excluding_model_load": round(stage_seconds, 3),
-            "model_load_seconds": round(load_seconds, 3),
+            "embedding_dim": int(result.vectors[0].shape[0]) if result.vectors else 0,
+            "texts_embedded": result.embedded,
+            "texts_reused": result.reused,
+            "encode_seconds": round(result.encode_seconds, 3),
+            "texts_per_second": round(rate, 2),
+            "stage_seconds_excluding_model_load": round(result.stage_seconds, 3),
+            "model_load_seconds": round(result.load_seconds, 3),
         }
     )
     return frame

@@ -3,11 +3,12 @@
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
 from finmath_assets.defs.resources.source import FinanceMathSourceResource
-from finmath_assets.defs.resources.warehouse import WarehouseIOManager
+from finmath_assets.defs.resources.warehouse import WarehouseIOManager, WarehouseResource
 
 __all__ = [
     "EmbeddingModelResource",
     "FinanceMathSourceResource",
     "ProcessedFilesResource",
     "WarehouseIOManager",
+    "WarehouseResource",
 ]

@@ -10,16 +10,30 @@ replaces a non-partitioned table atomically in one short transaction
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+import duckdb
 import pandas as pd
 from dagster import MetadataValue, OutputContext, TableColumn, TableSchema
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 
 class _ReplacingClient(DuckDbClient):
+    @staticmethod
+    @contextmanager
+    def connect(context, table_slice: TableSlice) -> Iterator[duckdb.DuckDBPyConnection]:
+        # the library closes its connection only when no exception was raised: a failed write
+        # would leave the file open (and locked) for the rest of the process
+        with DuckDbClient.connect(context, table_slice) as connection:
+            try:
+                yield connection
+            finally:
+                connection.close()
+
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection) -> None:
         # whole tables are replaced by the type handler in one transaction; only partitioned
@@ -75,3 +89,16 @@ class WarehouseIOManager(DuckDBPandasIOManager):
             default_load_type=pd.DataFrame,
             io_manager_name="WarehouseIOManager",
         )
+
+
+class WarehouseResource(DuckDBResource):
+    """Direct SQL access to the warehouse for assets that need more than load/store (the
+    embedding cache). Like the IO manager, it closes the connection even when the work fails."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as connection:
+            try:
+                yield connection
+            finally:
+                connection.close()

@@ -1,0 +1,166 @@
+"""Benchmark of the data spine: ``python -m finmath_assets.bench`` (or ``make bench``).
+
+Prints, from one run on this machine:
+
+1. cold materialisation of the whole graph with the `make run` command (fresh FINMATH_HOME and
+   datasets cache: every text is embedded);
+2. warm re-materialisation with no data change (0 texts re-embedded);
+3. embedding throughput of the asset's embedding stage (hash, cache lookup, encode, cache write)
+   against a plain ``SentenceTransformer.encode`` of the same 1,200 texts, the same model object
+   and batch size, alternating the two for ``--rounds`` rounds and reporting the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _materialize(home: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")}
+    env.update(
+        FINMATH_HOME=str(home),
+        FINMATH_HF_CACHE_DIR=str(home / "hf-cache"),
+        DAGSTER_HOME=str(home / "dagster_home"),
+        HF_HUB_OFFLINE="1",
+    )
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    dagster = Path(sys.executable).parent / "dagster"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(dagster), "asset", "materialize", "--select", "*", "-m", "finmath_assets.definitions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"materialisation failed in {home}")
+    return seconds
+
+
+def _embedding_metadata(home: Path) -> dict:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
+    event = instance.get_latest_materialization_event(
+        dg.AssetKey(["finmath", "question_embeddings"])
+    )
+    assert event is not None and event.asset_materialization is not None
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def _throughput(rounds: int, batch_size: int) -> dict:
+    from finmath_assets.core.embeddings import Embedder
+    from finmath_assets.core.sources import EMBEDDED_DATA_DIR
+    from finmath_assets.core.text import record_text
+    from finmath_assets.defs.assets.embeddings import embed_with_cache
+    from finmath_assets.defs.resources import WarehouseResource
+
+    records = [
+        record
+        for split in ("validation", "test")
+        for record in json.loads((EMBEDDED_DATA_DIR / f"{split}.json").read_text())
+    ]
+    texts = [record_text(r["question"], r["tables"]) for r in records]
+    embedder = Embedder(batch_size=batch_size)
+    model = embedder.model
+    plain, stage = [], []
+    for round_index in range(rounds):
+        for kind in ("plain", "asset") if round_index % 2 == 0 else ("asset", "plain"):
+            if kind == "plain":
+                started = time.perf_counter()
+                model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+                plain.append(time.perf_counter() - started)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    warehouse = WarehouseResource(database=str(Path(tmp) / "bench.duckdb"))
+                    result = embed_with_cache(texts, embedder.model_id, lambda: embedder, warehouse)
+                    assert result.embedded == len(texts)
+                    stage.append(result.stage_seconds)
+            seconds = (plain if kind == "plain" else stage)[-1]
+            print(f"  round {round_index + 1} {kind:<5} {seconds:6.1f} s", flush=True)
+    plain_s, stage_s = statistics.median(plain), statistics.median(stage)
+    return {
+        "texts": len(texts),
+        "plain_seconds": plain_s,
+        "asset_seconds": stage_s,
+        "plain_texts_per_second": len(texts) / plain_s,
+        "asset_texts_per_second": len(texts) / stage_s,
+        "overhead_percent": 100.0 * (stage_s - plain_s) / plain_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="finmath-bench-") as tmp:
+        home = Path(tmp) / "home"
+        print("cold materialisation (fresh warehouse and datasets cache) ...", flush=True)
+        cold = _materialize(home)
+        cold_meta = _embedding_metadata(home)
+        print("warm re-materialisation (no change) ...", flush=True)
+        warm = _materialize(home)
+        warm_meta = _embedding_metadata(home)
+    print(f"embedding throughput, {args.rounds} rounds ...", flush=True)
+    throughput = _throughput(args.rounds, args.batch_size)
+
+    figures = {
+        "cold_seconds": cold,
+        "cold_texts_embedded": cold_meta["texts_embedded"],
+        "cold_encode_texts_per_second": cold_meta["texts_per_second"],
+        "cold_model_load_seconds": cold_meta["model_load_seconds"],
+        "warm_seconds": warm,
+        "warm_texts_embedded": warm_meta["texts_embedded"],
+        **throughput,
+    }
+    print()
+    print("| measure | value | target |")
+    print("|---|---|---|")
+    print(
+        f"| cold materialisation, whole graph | {cold:.1f} s "
+        f"({cold_meta['texts_embedded']} texts embedded, model load "
+        f"{cold_meta['model_load_seconds']:.1f} s) | <= 60 s |"
+    )
+    print(
+        f"| warm re-materialisation, no change | {warm:.1f} s "
+        f"({warm_meta['texts_embedded']} texts embedded) | <= 10 s, 0 texts |"
+    )
+    print(
+        f"| plain SentenceTransformer.encode | {throughput['plain_texts_per_second']:.1f} texts/s "
+        f"({throughput['plain_seconds']:.1f} s) | baseline |"
+    )
+    print(
+        f"| asset embedding stage | {throughput['asset_texts_per_second']:.1f} texts/s "
+        f"({throughput['asset_seconds']:.1f} s) | |"
+    )
+    print(
+        f"| embedding overhead over plain encode | {throughput['overhead_percent']:+.1f} % "
+        "| <= 10 % |"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

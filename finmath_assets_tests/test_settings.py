@@ -1,0 +1,55 @@
+"""The settings object: environment variables, defaults and clear errors."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from finmath_assets.core.embeddings import DEFAULT_MODEL_NAME
+from finmath_assets.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FINMATH_HOME", "FINMATH_SOURCE", "FINMATH_HF_TOKEN", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.home == tmp_path / "data"
+    assert settings.warehouse_path == tmp_path / "data" / "warehouse.duckdb"
+    assert settings.hf_cache_dir == tmp_path / ".cache" / "hf"
+    assert (settings.source, settings.hf_dataset) == ("local", "yale-nlp/FinanceMath")
+    assert settings.embedding_model == DEFAULT_MODEL_NAME
+    assert settings.hf_token_value is None
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FINMATH_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("FINMATH_SOURCE", "huggingface")
+    monkeypatch.setenv("FINMATH_EMBEDDING_BATCH_SIZE", "16")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    settings = Settings()
+    assert settings.home == tmp_path / "h"
+    assert settings.source == "huggingface"
+    assert settings.embedding_batch_size == 16
+    assert settings.hf_token_value == "hf_secret"
+    assert "hf_secret" not in repr(settings)  # the token never shows in logs or the UI
+    monkeypatch.setenv("FINMATH_HF_TOKEN", "hf_preferred")
+    assert Settings().hf_token_value == "hf_preferred"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field"),
+    [
+        ("FINMATH_SOURCE", "s3", "source"),
+        ("FINMATH_EMBEDDING_BATCH_SIZE", "0", "embedding_batch_size"),
+        ("FINMATH_EMBEDDING_BATCH_SIZE", "many", "embedding_batch_size"),
+    ],
+)
+def test_bad_values_name_the_field(monkeypatch: pytest.MonkeyPatch, name, value, field) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=field):
+        Settings()
