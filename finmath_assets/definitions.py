@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from finmath_assets.defs.assets import embeddings, features, ingestion, tables
+from finmath_assets.defs.assets import embeddings, features, ingestion, model, tables
 from finmath_assets.defs.constants import WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     FinanceMathSourceResource,
+    MlflowTrackingResource,
     ProcessedFilesResource,
+    TrainingResource,
     WarehouseIOManager,
     WarehouseResource,
 )
 from finmath_assets.settings import Settings
 
-ASSET_MODULES = [ingestion, tables, embeddings, features]
+ASSET_MODULES = [ingestion, tables, embeddings, features, model]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -29,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             dg.define_asset_job(
                 "finmath_job",
                 selection=dg.AssetSelection.all(),
-                description="Materialise the whole graph, raw records to features.",
+                description="Materialise the whole graph: raw records to an evaluated model.",
             )
         ],
         resources={
@@ -38,6 +40,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "financemath_source": FinanceMathSourceResource.from_settings(settings),
             "embedding_model": EmbeddingModelResource.from_settings(settings),
             "processed_files": ProcessedFilesResource.from_settings(settings),
+            "mlflow_tracking": MlflowTrackingResource.from_settings(settings),
+            "training": TrainingResource.from_settings(settings),
         },
         # One process runs every step: DuckDB takes one writer per file, the embedding model
         # loads once, and a warm run skips ~3 s of interpreter start-up per step.

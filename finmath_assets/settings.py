@@ -51,6 +51,29 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
 
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI (default sqlite:///FINMATH_HOME/mlflow.db)."
+    )
+    mlflow_registry_uri: str | None = Field(
+        default=None, description="MLflow registry URI (default: the tracking URI)."
+    )
+    mlflow_artifact_location: str | None = Field(
+        default=None,
+        description="Artefact root of a new experiment (default FINMATH_HOME/mlartifacts).",
+    )
+    mlflow_experiment: str = Field(default="finmath")
+    model_name: str = Field(
+        default="finmath-answer-regressor", description="Registered model name."
+    )
+    model_target_transform: Literal["signed_log", "identity"] = Field(
+        default="signed_log", description="Train on sign(y)*log1p(|y|) or on y itself."
+    )
+    model_feature_set: Literal["all", "no_embeddings"] = Field(
+        default="all", description="Feature columns the model trains on."
+    )
+    model_cv_folds: int = Field(default=5, ge=2, le=20)
+    model_seed: int = Field(default=42)
+
     @field_validator("home", "hf_cache_dir", "local_data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -67,6 +90,14 @@ class Settings(BaseSettings):
     @cached_property
     def processed_dir(self) -> Path:
         return self.home / "processed"
+
+    @property
+    def mlflow_tracking_uri_value(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location_value(self) -> str:
+        return self.mlflow_artifact_location or (self.home / "mlartifacts").as_uri()
 
     @cached_property
     def dagster_home(self) -> Path:

@@ -5,6 +5,7 @@ Opens the warehouse read-only, so it can run beside the Dagster UI.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import duckdb
@@ -18,7 +19,39 @@ TABLES = (
     "question_tables",
     "question_embeddings",
     "features",
+    "answer_model",
+    "cv_predictions",
+    "evaluation_report",
+    "batch_predictions",
+    "model_evaluations",
 )
+
+
+def _print_model(settings: Settings) -> None:
+    report_path = settings.processed_dir / "evaluation_report.json"
+    if not report_path.exists():
+        print("evaluation report: missing (the model assets have not run)")
+        return
+    report = json.loads(report_path.read_text())
+    overall = report["overall"]
+    decision = "promoted to champion" if report["promoted_to_champion"] else "not promoted"
+    print(
+        f"model: {report['model_name']} v{report['model_version']} ({decision}: "
+        f"{report['promotion_reason']})"
+    )
+    print(f"  {report['cv_folds']}-fold CV on {report['n_labelled']} labelled questions:")
+    print(f"  {'predictor':<16} {'signed-log MAE':>14} {'MAE':>12} {'median AE':>10}")
+    for predictor in ("model", "median_baseline", "mean_baseline"):
+        m = overall[predictor]
+        print(
+            f"  {predictor:<16} {m['signed_log_mae']:>14.3f} {m['mae']:>12,.1f} "
+            f"{m['median_ae']:>10,.2f}"
+        )
+    print(f"evaluation report: {report_path}")
+    print(
+        f"mlflow: {settings.mlflow_tracking_uri_value}  "
+        f"(UI: .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri_value})"
+    )
 
 
 def main() -> int:
@@ -44,6 +77,7 @@ def main() -> int:
     print(f"  labelled records: {labelled:,}; embedding dimension: {dim}")
     parquet = settings.processed_dir / "finance_math_features.parquet"
     print(f"features parquet: {parquet}{'' if parquet.exists() else ' (missing)'}")
+    _print_model(settings)
     print(f"dagster home: {settings.dagster_home}  (UI: make dev)")
     return 0
 

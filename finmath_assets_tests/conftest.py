@@ -58,15 +58,19 @@ def materialize(
     home: Path,
     monkeypatch: pytest.MonkeyPatch,
     instance: dg.DagsterInstance,
+    selection: list[str] | None = None,
     **settings_overrides: object,
 ) -> Materialized:
-    """Materialise the whole graph with settings pointing at ``home``."""
+    """Materialise the graph (or the ``selection`` of asset names) with settings at ``home``."""
     from finmath_assets.definitions import build_definitions
 
     monkeypatch.setenv("FINMATH_HOME", str(home))
     settings = Settings(home=home, hf_cache_dir=home.parent / "hf-cache", **settings_overrides)
     defs = build_definitions(settings)
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    keys = [dg.AssetKey(["finmath", name]) for name in selection] if selection else None
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=keys
+    )
     assert result.success
     return Materialized(home=home, settings=settings, instance=instance, result=result)
 

@@ -130,7 +130,7 @@ def test_known_feature_values(materialized_real: Materialized) -> None:
 
 def test_unchanged_data_embeds_nothing(warm_copy: Path, monkeypatch, materialized_real) -> None:
     with dg.instance_for_test() as instance:
-        run = materialize(warm_copy, monkeypatch, instance)
+        run = materialize(warm_copy, monkeypatch, instance, selection=ASSETS)
         meta = run.metadata("question_embeddings")
     assert (meta["texts_embedded"], meta["texts_reused"]) == (0, 1200)
     before = _frame(materialized_real.settings, "question_embeddings")
@@ -147,7 +147,7 @@ def test_changing_one_record_embeds_one(warm_copy: Path, tmp_path: Path, monkeyp
             records[7]["question"] += " Answer to two decimals."
         (folder / f"{split}.json").write_text(json.dumps(records))
     with dg.instance_for_test() as instance:
-        run = materialize(warm_copy, monkeypatch, instance, local_data_dir=folder)
+        run = materialize(warm_copy, monkeypatch, instance, selection=ASSETS, local_data_dir=folder)
         meta = run.metadata("question_embeddings")
     assert (meta["texts_embedded"], meta["texts_reused"]) == (1, 1199)
 
@@ -176,7 +176,10 @@ def test_bad_rows_are_quarantined_and_good_rows_flow_on(
 ) -> None:
     folder = _bad_data_folder(tmp_path, real_validation, real_test)
     with dg.instance_for_test() as instance:
-        run = materialize(tmp_path / "home", monkeypatch, instance, local_data_dir=folder)
+        # the data spine only: 4 labelled rows are too few to train (a clear error, tested apart)
+        run = materialize(
+            tmp_path / "home", monkeypatch, instance, selection=ASSETS, local_data_dir=folder
+        )
         rejected_meta = run.metadata("rejected_records")
     s = run.settings
     rejected = _frame(s, "rejected_records").sort_values(["split", "row_index"])
@@ -209,7 +212,8 @@ def test_warehouse_assets_share_the_single_writer_pool() -> None:
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()}
-    assert pools == {f"finmath/{name}": {"duckdb"} for name in ASSETS}
+    model_assets = ["answer_model", "cv_predictions", "evaluation_report", "batch_predictions"]
+    assert pools == {f"finmath/{name}": {"duckdb"} for name in ASSETS + model_assets}
     instance_config = (ROOT / "dagster.yaml").read_text()
     with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
         assert inst.get_concurrency_config().pool_config.default_pool_limit == 1

@@ -1,14 +1,18 @@
 """Resources, one module per external system."""
 
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
+from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
 from finmath_assets.defs.resources.source import FinanceMathSourceResource
+from finmath_assets.defs.resources.training import TrainingResource
 from finmath_assets.defs.resources.warehouse import WarehouseIOManager, WarehouseResource
 
 __all__ = [
     "EmbeddingModelResource",
     "FinanceMathSourceResource",
+    "MlflowTrackingResource",
     "ProcessedFilesResource",
+    "TrainingResource",
     "WarehouseIOManager",
     "WarehouseResource",
 ]

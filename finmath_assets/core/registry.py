@@ -1,0 +1,124 @@
+"""The MLflow model registry contract: promotion rule and loading a model by alias.
+
+Uses MLflow but no Dagster or FastAPI: the answer-model asset registers and promotes with it,
+the serving service (and `batch_predictions`) load the champion with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mlflow imports fastapi; keep importing this module framework-free
+    from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PRIMARY_METRIC = "cv_signed_log_mae"  # lower is better
+BASELINE_METRIC = "cv_median_baseline_signed_log_mae"
+FEATURE_COLUMNS_ARTIFACT = "feature_columns.json"
+EMBEDDING_MODEL_TAG = "finmath.embedding_model_id"
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promoted: bool
+    reason: str
+    challenger_metric: float
+    champion_metric: float | None
+    baseline_metric: float
+
+
+def decide_promotion(
+    challenger_metric: float, champion_metric: float | None, baseline_metric: float
+) -> PromotionDecision:
+    """Promote only a model that beats the median baseline and strictly beats the champion."""
+
+    def decision(promoted: bool, reason: str) -> PromotionDecision:
+        return PromotionDecision(
+            promoted, reason, challenger_metric, champion_metric, baseline_metric
+        )
+
+    if not math.isfinite(challenger_metric):
+        return decision(False, "challenger metric is not finite")
+    if challenger_metric >= baseline_metric:
+        return decision(
+            False,
+            f"challenger {PRIMARY_METRIC} {challenger_metric:.4f} does not beat the median "
+            f"baseline {baseline_metric:.4f}",
+        )
+    if champion_metric is None:
+        return decision(True, "no champion yet and the challenger beats the median baseline")
+    if challenger_metric < champion_metric:
+        return decision(
+            True, f"challenger {challenger_metric:.4f} beats champion {champion_metric:.4f}"
+        )
+    return decision(
+        False,
+        f"challenger {challenger_metric:.4f} does not beat champion {champion_metric:.4f}",
+    )
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str):
+    """The model version holding ``alias``, or ``None`` (no model, or alias not set)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass
+class LoadedModel:
+    """A registered model version with what is needed to build its input."""
+
+    model: Any  # mlflow.pyfunc.PyFuncModel
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    feature_columns: list[str]
+    embedding_model_id: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def predict(self, frame) -> list[float]:
+        return [float(v) for v in self.model.predict(frame[self.feature_columns])]
+
+
+def load_model(
+    name: str,
+    alias: str = CHAMPION,
+    *,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+) -> LoadedModel:
+    """Load ``models:/<name>@<alias>`` with its feature column list and embedding model id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    version = version_by_alias(client, name, alias)
+    if version is None:
+        raise LookupError(f"registered model {name!r} has no version with alias {alias!r}")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+    run = client.get_run(version.run_id)
+    columns_path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path=FEATURE_COLUMNS_ARTIFACT, tracking_uri=tracking_uri
+    )
+    with open(columns_path) as handle:
+        feature_columns = json.load(handle)
+    return LoadedModel(
+        model=model,
+        name=name,
+        version=str(version.version),
+        alias=alias,
+        run_id=version.run_id,
+        feature_columns=feature_columns,
+        embedding_model_id=run.data.tags.get(EMBEDDING_MODEL_TAG),
+        metrics=dict(run.data.metrics),
+    )

@@ -1,0 +1,386 @@
+"""features -> answer_model (+ cv_predictions) -> evaluation_report, batch_predictions."""
+
+import json
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from finmath_assets.core.evaluation import build_report, report_markdown, report_rows
+from finmath_assets.core.features import feature_columns as all_feature_columns
+from finmath_assets.core.modeling import (
+    FEATURE_SETS,
+    build_estimator,
+    cross_validate,
+    data_fingerprint,
+    select_features,
+)
+from finmath_assets.core.registry import (
+    BASELINE_METRIC,
+    CHALLENGER,
+    CHAMPION,
+    EMBEDDING_MODEL_TAG,
+    FEATURE_COLUMNS_ARTIFACT,
+    PRIMARY_METRIC,
+    decide_promotion,
+    load_model,
+    version_by_alias,
+)
+from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
+from finmath_assets.defs.resources import (
+    EmbeddingModelResource,
+    MlflowTrackingResource,
+    ProcessedFilesResource,
+    TrainingResource,
+    WarehouseResource,
+)
+
+GROUP = "modeling"
+EVALUATION_REPORT_JSON = "evaluation_report.json"
+MODEL_PIP_REQUIREMENTS = [
+    f"lightgbm=={version('lightgbm')}",
+    f"scikit-learn=={version('scikit-learn')}",
+    f"pandas=={version('pandas')}",
+    f"numpy=={version('numpy')}",
+]
+
+
+# MLflow saves scikit-learn models with skops, which loads only the types listed here. The two
+# transform functions live in finmath_assets.core.modeling: loading the model needs the finmath
+# package installed (the serving image has it).
+SKOPS_TRUSTED_TYPES = [
+    "collections.OrderedDict",
+    "finmath_assets.core.modeling.inverse_signed_log",
+    "finmath_assets.core.modeling.signed_log",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMRegressor",
+]
+
+
+class AnswerModelConfig(dg.Config):
+    """Per-run overrides of the LightGBM parameters (empty: the defaults in core.modeling)."""
+
+    n_estimators: int | None = None
+    learning_rate: float | None = None
+    num_leaves: int | None = None
+    objective: str | None = None
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def _embedding_dim(columns: list[str]) -> int:
+    return sum(1 for c in columns if c.startswith("emb_"))
+
+
+@dg.multi_asset(
+    outs={
+        "answer_model": dg.AssetOut(
+            key_prefix=KEY_PREFIX,
+            group_name=GROUP,
+            io_manager_key=WAREHOUSE_IO_MANAGER,
+            kinds={"lightgbm", "mlflow"},
+            description="The LightGBM answer regressor trained on the labelled features, tracked "
+            "and registered in MLflow; the table holds the registered version and its decision.",
+        ),
+        "cv_predictions": dg.AssetOut(
+            key_prefix=KEY_PREFIX,
+            group_name=GROUP,
+            io_manager_key=WAREHOUSE_IO_MANAGER,
+            kinds={"duckdb"},
+            description="Out-of-fold predictions of the model and of the mean/median baselines.",
+        ),
+    },
+    ins={"features": dg.AssetIn(key=[KEY_PREFIX, "features"])},
+    pool=DUCKDB_POOL,
+)
+def train_answer_model(
+    context: dg.AssetExecutionContext,
+    config: AnswerModelConfig,
+    features: pd.DataFrame,
+    mlflow_tracking: MlflowTrackingResource,
+    embedding_model: EmbeddingModelResource,
+    training: TrainingResource,
+):
+    model_name = mlflow_tracking.model_name
+    labelled = features[features["ground_truth"].notna()].reset_index(drop=True)
+    available = list(features.columns[4:])
+    expected = all_feature_columns(_embedding_dim(available))
+    if available != expected:
+        raise ValueError("features columns differ from core.features.feature_columns(): rebuild")
+    columns = select_features(available, training.feature_set)
+    X = labelled[columns]
+    y = labelled["ground_truth"].to_numpy(dtype=np.float64)
+    params = config.params()
+    transform = training.target_transform
+    context.log.info(
+        f"training on {len(labelled)} labelled rows x {len(columns)} features "
+        f"({training.cv_folds}-fold CV, transform={transform}, overrides={params})"
+    )
+    cv = cross_validate(
+        X,
+        y,
+        params=params,
+        transform=transform,
+        n_folds=training.cv_folds,
+        seed=training.seed,
+    )
+    # the same CV for every feature set, so the report shows what each group of features buys
+    ablation = {training.feature_set: cv.metrics["model"]["signed_log_mae"]}
+    for feature_set in FEATURE_SETS:
+        if feature_set not in ablation:
+            other = cross_validate(
+                labelled[select_features(available, feature_set)],
+                y,
+                params=params,
+                transform=transform,
+                n_folds=training.cv_folds,
+                seed=training.seed,
+            )
+            ablation[feature_set] = other.metrics["model"]["signed_log_mae"]
+    estimator = build_estimator(params, transform, training.seed).fit(X, y)
+    fingerprint = data_fingerprint(X, y)
+
+    client = mlflow_tracking.client()
+    champion = version_by_alias(client, model_name, CHAMPION)
+    champion_metric = (
+        client.get_run(champion.run_id).data.metrics.get(PRIMARY_METRIC) if champion else None
+    )
+    tags = {
+        "dagster.run_id": context.run_id,
+        "dagster.asset": "finmath/answer_model",
+        EMBEDDING_MODEL_TAG: embedding_model.model_id,
+        "finmath.data_fingerprint": fingerprint,
+    }
+    with mlflow_tracking.start_run(run_name=f"answer-model-{context.run_id[:8]}", tags=tags) as run:
+        regressor = estimator if transform == "identity" else estimator.regressor
+        mlflow.log_params(
+            {
+                **{f"lgbm_{k}": v for k, v in regressor.get_params().items()},
+                "target_transform": transform,
+                "feature_set": training.feature_set,
+                "cv_folds": training.cv_folds,
+                "seed": training.seed,
+                "n_labelled": len(labelled),
+                "n_features": len(columns),
+            }
+        )
+        mlflow.log_metrics(
+            {
+                f"cv_{'' if name == 'model' else name + '_'}{metric}": value
+                for name, metrics in cv.metrics.items()
+                for metric, value in metrics.items()
+            }
+            | {f"cv_ablation_{name}_signed_log_mae": value for name, value in ablation.items()}
+        )
+        mlflow.log_dict(columns, FEATURE_COLUMNS_ARTIFACT)
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(X.head(20), estimator.predict(X.head(20))),
+            input_example=X.head(3),
+            pip_requirements=MODEL_PIP_REQUIREMENTS,
+            registered_model_name=model_name,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+        new_version = str(info.registered_model_version)
+        decision = decide_promotion(
+            cv.metrics["model"]["signed_log_mae"],
+            champion_metric,
+            cv.metrics["median_baseline"]["signed_log_mae"],
+        )
+        client.set_registered_model_alias(model_name, CHALLENGER, new_version)
+        if decision.promoted:
+            client.set_registered_model_alias(model_name, CHAMPION, new_version)
+        decision_tags = {
+            "finmath.promoted": str(decision.promoted).lower(),
+            "finmath.promotion_reason": decision.reason,
+            "finmath.challenger_metric": f"{decision.challenger_metric:.6f}",
+            "finmath.champion_metric": "none"
+            if decision.champion_metric is None
+            else f"{decision.champion_metric:.6f}",
+        }
+        mlflow.set_tags(decision_tags)
+        for key, value in decision_tags.items():
+            client.set_model_version_tag(model_name, new_version, key, value)
+        run_id = run.info.run_id
+    context.log.info(f"registered {model_name} v{new_version}: {decision.reason}")
+    champion_version = (
+        new_version if decision.promoted else (champion.version if champion else None)
+    )
+    model_row = pd.DataFrame(
+        [
+            {
+                "model_name": model_name,
+                "version": new_version,
+                "run_id": run_id,
+                "promoted": decision.promoted,
+                "promotion_reason": decision.reason,
+                "champion_version": None if champion_version is None else str(champion_version),
+                PRIMARY_METRIC: decision.challenger_metric,
+                BASELINE_METRIC: decision.baseline_metric,
+                "champion_metric_before": decision.champion_metric,
+                "target_transform": transform,
+                "feature_set": training.feature_set,
+                "n_features": len(columns),
+                "n_labelled": len(labelled),
+                "cv_folds": training.cv_folds,
+                "data_fingerprint": fingerprint,
+                "feature_set_ablation": json.dumps(ablation),
+                "trained_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+        ]
+    )
+    cv_frame = pd.DataFrame(
+        {
+            "question_id": labelled["question_id"],
+            "topic": labelled["topic"],
+            "ground_truth": y,
+            "fold": cv.fold,
+            "model": cv.model,
+            "mean_baseline": cv.mean_baseline,
+            "median_baseline": cv.median_baseline,
+        }
+    )
+    yield dg.Output(
+        model_row,
+        output_name="answer_model",
+        metadata={
+            "model_version": new_version,
+            "mlflow_run_id": run_id,
+            "promoted": decision.promoted,
+            "promotion_reason": decision.reason,
+            "cv_signed_log_mae": decision.challenger_metric,
+            "median_baseline_signed_log_mae": decision.baseline_metric,
+            "champion_signed_log_mae_before": dg.MetadataValue.float(decision.champion_metric)
+            if decision.champion_metric is not None
+            else dg.MetadataValue.null(),
+            "model_uri": f"models:/{model_name}/{new_version}",
+        },
+    )
+    yield dg.Output(cv_frame, output_name="cv_predictions")
+
+
+@dg.asset(
+    key_prefix=KEY_PREFIX,
+    group_name=GROUP,
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    pool=DUCKDB_POOL,
+    kinds={"duckdb", "mlflow"},
+    ins={
+        "answer_model": dg.AssetIn(key=[KEY_PREFIX, "answer_model"]),
+        "cv_predictions": dg.AssetIn(key=[KEY_PREFIX, "cv_predictions"]),
+    },
+    description="MAE, RMSE, median AE and signed-log MAE of the out-of-fold predictions beside "
+    "mean and median baselines, overall and per topic. Also evaluation_report.json, the MLflow "
+    "run's artefacts, and the model_evaluations history table.",
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    answer_model: pd.DataFrame,
+    cv_predictions: pd.DataFrame,
+    processed_files: ProcessedFilesResource,
+    mlflow_tracking: MlflowTrackingResource,
+    warehouse: WarehouseResource,
+) -> pd.DataFrame:
+    model = answer_model.iloc[0]
+    report = build_report(
+        cv_predictions,
+        created_at=datetime.now(UTC),
+        model_name=model["model_name"],
+        model_version=str(model["version"]),
+        run_id=model["run_id"],
+        promoted_to_champion=bool(model["promoted"]),
+        promotion_reason=model["promotion_reason"],
+        cv_folds=int(model["cv_folds"]),
+        target_transform=model["target_transform"],
+        feature_set=model["feature_set"],
+        n_features=int(model["n_features"]),
+        feature_set_ablation=json.loads(model["feature_set_ablation"]),
+    )
+    path = processed_files.path(EVALUATION_REPORT_JSON)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(report.model_dump_json(indent=2))
+    partial.replace(path)
+    mlflow_tracking.client().log_dict(
+        report.run_id, json.loads(report.model_dump_json()), EVALUATION_REPORT_JSON
+    )
+    rows = report_rows(report)
+    history = rows.assign(
+        model_name=report.model_name,
+        model_version=report.model_version,
+        run_id=report.run_id,
+        evaluated_at=report.created_at.replace(tzinfo=None),
+    )
+    with warehouse.get_connection() as conn:
+        conn.register("history", history)
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KEY_PREFIX}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {KEY_PREFIX}.model_evaluations AS "
+            "SELECT * FROM history WHERE false"
+        )
+        conn.execute(f"INSERT INTO {KEY_PREFIX}.model_evaluations BY NAME SELECT * FROM history")
+    overall = report.overall
+    context.add_output_metadata(
+        {
+            "report": dg.MetadataValue.md(report_markdown(report)),
+            "report_path": dg.MetadataValue.path(str(path)),
+            "model_signed_log_mae": overall.model.signed_log_mae,
+            "median_baseline_signed_log_mae": overall.median_baseline.signed_log_mae,
+            "mean_baseline_signed_log_mae": overall.mean_baseline.signed_log_mae,
+            "beats_median_baseline": report.beats_median_baseline,
+        }
+    )
+    return rows
+
+
+@dg.asset(
+    key_prefix=KEY_PREFIX,
+    group_name=GROUP,
+    io_manager_key=WAREHOUSE_IO_MANAGER,
+    pool=DUCKDB_POOL,
+    kinds={"duckdb", "mlflow"},
+    ins={
+        "features": dg.AssetIn(key=[KEY_PREFIX, "features"]),
+        "answer_model": dg.AssetIn(key=[KEY_PREFIX, "answer_model"]),
+    },
+    description="The champion's predictions for the unlabelled (test) questions.",
+)
+def batch_predictions(
+    context: dg.AssetExecutionContext,
+    features: pd.DataFrame,
+    answer_model: pd.DataFrame,
+    mlflow_tracking: MlflowTrackingResource,
+) -> pd.DataFrame:
+    del answer_model  # a dependency only: predict after the latest training decision
+    champion = load_model(
+        mlflow_tracking.model_name,
+        CHAMPION,
+        tracking_uri=mlflow_tracking.tracking_uri,
+        registry_uri=mlflow_tracking.registry_uri,
+    )
+    unlabelled = features[features["ground_truth"].isna()].reset_index(drop=True)
+    missing = set(champion.feature_columns) - set(unlabelled.columns)
+    if missing:
+        raise ValueError(
+            f"champion v{champion.version} needs columns the features lack: {sorted(missing)[:5]}"
+        )
+    predictions = champion.predict(unlabelled)
+    context.log.info(
+        f"predicted {len(predictions)} questions with {champion.name} v{champion.version}"
+    )
+    return pd.DataFrame(
+        {
+            "question_id": unlabelled["question_id"],
+            "prediction": np.asarray(predictions, dtype=np.float64),
+            "model_name": champion.name,
+            "model_version": champion.version,
+            "run_id": champion.run_id,
+            "predicted_at": datetime.now(UTC).replace(tzinfo=None),
+        }
+    )
