@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMRegressor
-from sklearn.compose import TransformedTargetRegressor
-from sklearn.model_selection import KFold
+
+if TYPE_CHECKING:  # lightgbm and scikit-learn take ~1.7 s to import: only when training
+    from lightgbm import LGBMRegressor
+    from sklearn.compose import TransformedTargetRegressor
 
 TargetTransform = Literal["signed_log", "identity"]
 FeatureSet = Literal["all", "no_embeddings"]
@@ -64,6 +65,9 @@ def select_features(columns: Sequence[str], feature_set: FeatureSet) -> list[str
 def build_estimator(
     params: dict | None = None, transform: TargetTransform = "signed_log", seed: int = 42
 ) -> TransformedTargetRegressor | LGBMRegressor:
+    from lightgbm import LGBMRegressor
+    from sklearn.compose import TransformedTargetRegressor
+
     regressor = LGBMRegressor(
         **{**DEFAULT_PARAMS, **(params or {})}, **DETERMINISTIC_PARAMS, random_state=seed
     )
@@ -111,6 +115,8 @@ def cross_validate(
 ) -> CrossValidation:
     """K-fold CV with a fixed shuffle; baselines are fitted on each training fold too, so the
     comparison is like for like (the median of the training answers, not of all answers)."""
+    from sklearn.model_selection import KFold
+
     if len(features) < n_folds:
         raise ValueError(
             f"need at least {n_folds} labelled rows for {n_folds}-fold CV, got {len(features)}"

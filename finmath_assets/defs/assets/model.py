@@ -5,10 +5,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 
 import dagster as dg
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from finmath_assets.core.evaluation import build_report, report_markdown, report_rows
 from finmath_assets.core.features import feature_columns as all_feature_columns
@@ -106,6 +104,9 @@ def train_answer_model(
     embedding_model: EmbeddingModelResource,
     training: TrainingResource,
 ):
+    import mlflow  # imported here: loading the code location stays fast
+    from mlflow.models import infer_signature
+
     model_name = mlflow_tracking.model_name
     labelled = features[features["ground_truth"].notna()].reset_index(drop=True)
     available = list(features.columns[4:])

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import mlflow
-from mlflow.tracking import MlflowClient
 
 from finmath_assets.settings import Settings
+
+if TYPE_CHECKING:  # mlflow takes ~2 s to import: only runs that track pay for it
+    import mlflow
+    from mlflow.tracking import MlflowClient
 
 
 class MlflowTrackingResource(dg.ConfigurableResource):
@@ -38,6 +41,8 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         )
 
     def client(self) -> MlflowClient:
+        from mlflow.tracking import MlflowClient
+
         # always explicit: MlflowClient falls back to the process-global registry URI, which
         # another resource (or test) may have pointed elsewhere
         return MlflowClient(
@@ -45,6 +50,8 @@ class MlflowTrackingResource(dg.ConfigurableResource):
         )
 
     def _configure(self) -> None:
+        import mlflow
+
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
@@ -65,6 +72,8 @@ class MlflowTrackingResource(dg.ConfigurableResource):
     @contextmanager
     def start_run(self, run_name: str, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
         """An MLflow run that ends FINISHED on success and FAILED on any exception."""
+        import mlflow
+
         experiment_id = self.experiment_id()
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
         try:
