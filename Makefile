@@ -10,12 +10,13 @@ HF_HUB_OFFLINE ?= 1
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install run dev test lint bench clean
+.PHONY: help install run dev serve test lint bench clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
+	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
 
@@ -37,6 +38,9 @@ run: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 
 dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+serve: $(INSTALLED)
+	$(BIN)/uvicorn serving.app:app --host 127.0.0.1 --port 8000
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -1,1 +1,2 @@
-"""The FastAPI inference service (a later issue). It will import ``finmath_assets.core`` only."""
+"""The FastAPI inference service (`uvicorn serving.app:app`). It imports `finmath_assets.core`
+and `finmath_assets.settings` only, never the Dagster definitions or the warehouse."""

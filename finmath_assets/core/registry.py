@@ -83,9 +83,21 @@ class LoadedModel:
     feature_columns: list[str]
     embedding_model_id: str | None
     metrics: dict[str, float] = field(default_factory=dict)
+    trained_at: int | None = None  # run start, epoch milliseconds
 
     def predict(self, frame) -> list[float]:
         return [float(v) for v in self.model.predict(frame[self.feature_columns])]
+
+
+def current_version(
+    name: str, alias: str, *, tracking_uri: str, registry_uri: str | None = None
+) -> str | None:
+    """The version number ``alias`` points at now (``None`` if unset): a cheap registry poll."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    version = version_by_alias(client, name, alias)
+    return None if version is None else str(version.version)
 
 
 def load_model(
@@ -94,31 +106,42 @@ def load_model(
     *,
     tracking_uri: str,
     registry_uri: str | None = None,
+    model_uri: str | None = None,
 ) -> LoadedModel:
-    """Load ``models:/<name>@<alias>`` with its feature column list and embedding model id."""
+    """Load ``models:/<name>@<alias>`` (or ``model_uri``, e.g. ``runs:/<id>/model``) with the
+    feature column list and embedding model id recorded with its run."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
-    version = version_by_alias(client, name, alias)
-    if version is None:
-        raise LookupError(f"registered model {name!r} has no version with alias {alias!r}")
+    registry_uri = registry_uri or tracking_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(registry_uri or tracking_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    run = client.get_run(version.run_id)
+    mlflow.set_registry_uri(registry_uri)
+    if model_uri is None:
+        version = version_by_alias(client, name, alias)
+        if version is None:
+            raise LookupError(f"registered model {name!r} has no version with alias {alias!r}")
+        uri, run_id, number = f"models:/{name}/{version.version}", version.run_id, version.version
+    else:
+        info = mlflow.models.get_model_info(model_uri)
+        if not info.run_id:
+            raise LookupError(f"model {model_uri!r} was not logged from an MLflow run")
+        uri, run_id, number, alias = model_uri, info.run_id, info.registered_model_version, None
+    model = mlflow.pyfunc.load_model(uri)
+    run = client.get_run(run_id)
     columns_path = mlflow.artifacts.download_artifacts(
-        run_id=version.run_id, artifact_path=FEATURE_COLUMNS_ARTIFACT, tracking_uri=tracking_uri
+        run_id=run_id, artifact_path=FEATURE_COLUMNS_ARTIFACT, tracking_uri=tracking_uri
     )
     with open(columns_path) as handle:
         feature_columns = json.load(handle)
     return LoadedModel(
         model=model,
         name=name,
-        version=str(version.version),
+        version="" if number is None else str(number),
         alias=alias,
-        run_id=version.run_id,
+        run_id=run_id,
         feature_columns=feature_columns,
         embedding_model_id=run.data.tags.get(EMBEDDING_MODEL_TAG),
         metrics=dict(run.data.metrics),
+        trained_at=run.info.start_time,
     )

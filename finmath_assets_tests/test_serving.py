@@ -1,0 +1,303 @@
+"""The inference service over real HTTP, on a real MLflow sqlite store and the real MiniLM."""
+
+import contextlib
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+import httpx
+import mlflow
+import numpy as np
+import pytest
+import uvicorn
+from mlflow.tracking import MlflowClient
+
+from finmath_assets.core.registry import LoadedModel, load_model
+from finmath_assets.settings import Settings
+from finmath_assets_tests.conftest import Materialized
+from serving.app import create_app
+from serving.model_state import ModelCompatibilityError, check_compatible
+from serving.settings import ServingSettings
+
+MODEL = "finmath-answer-regressor"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    def __init__(self, settings: Settings, serving: ServingSettings) -> None:
+        self.settings = settings
+        self.port = _free_port()
+        self.app = create_app(settings, serving)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when the app's start-up fails
+            self.server.run()
+
+    def __enter__(self) -> "Service":
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the service exited during start-up")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the service did not start in 120 s")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
+    """Settings whose MLflow store is a private copy (tests move aliases freely)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
+    return Settings(home=home, hf_cache_dir=tmp_path / "hf")
+
+
+@pytest.fixture
+def service(registry_copy: Settings) -> Iterator[Service]:
+    with Service(registry_copy, ServingSettings(refresh_seconds=0.3, log_flush_seconds=0.2)) as svc:
+        yield svc
+
+
+def _records(materialized: Materialized, split: str, n: int) -> list[dict]:
+    with duckdb.connect(str(materialized.settings.warehouse_path), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT question_id, question, tables, topic FROM finmath.validated_records "
+            "WHERE split = ? ORDER BY question_id LIMIT ?",
+            [split, n],
+        ).fetchall()
+    return [
+        {"question_id": r[0], "question": r[1], "tables": list(r[2]), "topic": r[3]} for r in rows
+    ]
+
+
+def _body(record: dict) -> dict:
+    return {k: record[k] for k in ("question", "tables", "topic")}
+
+
+def test_prediction_equals_the_training_side_prediction(
+    service: Service, materialized_real: Materialized
+) -> None:
+    champion = load_model(MODEL, tracking_uri=materialized_real.settings.mlflow_tracking_uri_value)
+    with duckdb.connect(str(materialized_real.settings.warehouse_path), read_only=True) as conn:
+        features = conn.execute("SELECT * FROM finmath.features").fetchdf().set_index("question_id")
+    records = _records(materialized_real, "validation", 5) + _records(materialized_real, "test", 5)
+    with httpx.Client(base_url=service.url, timeout=60) as client:
+        for record in records:
+            response = client.post("/predict", json=_body(record))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            expected = champion.predict(features.loc[[record["question_id"]]])[0]
+            assert body["prediction"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+            assert (body["model_name"], body["model_version"]) == (MODEL, "1")
+            assert len(body["request_id"]) == 32
+        batch = client.post("/predict/batch", json={"items": [_body(r) for r in records]})
+        assert batch.status_code == 200
+        singles = [client.post("/predict", json=_body(r)).json()["prediction"] for r in records]
+        np.testing.assert_allclose(batch.json()["predictions"], singles, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"topic": "Astrology"}, 422, "topic"),
+        ({"question": ""}, 422, "question"),
+        ({"question": "x" * 4001}, 422, "question"),
+        ({"tables": ["| a |"] * 9}, 422, "tables"),
+        ({"tables": ["x" * 20001]}, 422, "tables"),
+        ({"tables": "not a list"}, 422, "tables"),
+        ({"surprise": 1}, 422, "surprise"),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_field(service: Service, change, status, field) -> None:
+    body = {"question": "What is the NPV?", "tables": [], "topic": "Accounting", **change}
+    response = httpx.post(f"{service.url}/predict", json=body, timeout=30)
+    assert response.status_code == status
+    assert field in json.dumps(response.json()["detail"])
+
+
+def test_oversized_and_malformed_bodies(service: Service) -> None:
+    big = {"question": "q", "tables": [], "topic": "Accounting", "pad": "x" * 1_100_000}
+    response = httpx.post(f"{service.url}/predict", json=big, timeout=30)
+    assert response.status_code == 413 and "FINMATH_SERVING_MAX_BODY_BYTES" in response.text
+    response = httpx.post(
+        f"{service.url}/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    too_many = {"items": [{"question": "q", "tables": [], "topic": "Accounting"}] * 65}
+    response = httpx.post(f"{service.url}/predict/batch", json=too_many, timeout=30)
+    assert response.status_code == 422 and "items" in response.text
+
+
+def test_health_ready_model_and_openapi(service: Service) -> None:
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        ready = client.get("/ready").json()
+        assert (
+            ready["ready"] and ready["model_version"] == "1" and ready["last_reload_error"] is None
+        )
+        model = client.get("/model").json()
+        assert (model["name"], model["version"], model["alias"]) == (MODEL, "1", "champion")
+        assert model["cv_metrics"]["cv_signed_log_mae"] > 0 and model["trained_at"]
+        openapi = client.get("/openapi.json").json()
+        schema = openapi["components"]["schemas"]["PredictRequest"]
+        assert schema["properties"]["topic"]["enum"][0] == "Accounting"
+        assert schema["examples"][0]["topic"] == "Accounting"
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
+            head, value = line.rsplit(" ", 1)
+            got = head[len(name) :].strip("{}")
+            if ",".join(sorted(got.split(","))) == wanted or (not labels and not got):
+                return float(value)
+    return 0.0
+
+
+def test_metrics_rise_and_inference_log_receives_rows(
+    service: Service, registry_copy: Settings
+) -> None:
+    body = {"question": "What is 5% of $1,000?", "tables": [], "topic": "Accounting"}
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        before = client.get("/metrics").text
+        for _ in range(3):
+            assert client.post("/predict", json=body).status_code == 200
+        assert client.post("/predict", json={**body, "topic": "x"}).status_code == 422
+        after = client.get("/metrics").text
+    ok = _metric(after, "finmath_http_requests_total", route="/predict", status="200")
+    assert ok - _metric(before, "finmath_http_requests_total", route="/predict", status="200") == 3
+    assert _metric(after, "finmath_http_requests_total", route="/predict", status="422") >= 1
+    assert _metric(after, "finmath_prediction_value_count") >= 3
+    assert _metric(after, "finmath_inference_batch_size_count") >= 3
+    assert _metric(after, "finmath_model_ready") == 1
+    assert 'finmath_model_info{alias="champion"' in after
+    deadline = time.monotonic() + 10
+    rows: list[dict] = []
+    while time.monotonic() < deadline and len(rows) < 3:
+        time.sleep(0.2)
+        rows = [
+            json.loads(line)
+            for path in (registry_copy.home / "inference_log").glob("predictions-*.jsonl")
+            for line in path.read_text().splitlines()
+        ]
+    assert len(rows) >= 3
+    assert {"timestamp", "request_id", "model_version", "prediction", "features"} <= set(rows[0])
+    assert rows[0]["features"]["n_percent_numbers"] == 1.0
+
+
+def test_hot_reload_and_broken_version(service: Service, registry_copy: Settings) -> None:
+    uri = registry_copy.mlflow_tracking_uri_value
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    errors: list[str] = []
+    stop = threading.Event()
+    body = {"question": "What is the bond's duration?", "tables": [], "topic": "Risk Management"}
+
+    def hammer() -> None:
+        with httpx.Client(base_url=service.url, timeout=60) as http:
+            for _ in range(400):  # bounded
+                if stop.is_set():
+                    return
+                response = http.post("/predict", json=body)
+                if response.status_code != 200:
+                    errors.append(response.text)
+
+    loop = threading.Thread(target=hammer)
+    loop.start()
+    mlflow.set_registry_uri(uri)
+    new = client.create_model_version(MODEL, champion.source, run_id=champion.run_id)
+    client.set_registered_model_alias(MODEL, "champion", str(new.version))
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{service.url}/model").json()["version"] != str(new.version):
+        assert time.monotonic() < deadline, "the new champion was not picked up"
+        time.sleep(0.1)
+    # a broken version: the old model keeps serving, /ready and the metric say so
+    broken = client.create_model_version(
+        MODEL, str(registry_copy.home / "no-such-model"), run_id=champion.run_id
+    )
+    client.set_registered_model_alias(MODEL, "champion", str(broken.version))
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{service.url}/ready").json()["last_reload_error"] is None:
+        assert time.monotonic() < deadline, "the failed reload was not reported"
+        time.sleep(0.1)
+    stop.set()
+    loop.join()
+    ready = httpx.get(f"{service.url}/ready").json()
+    assert ready["ready"] and ready["model_version"] == str(new.version)
+    assert ready["reloads"] == 1 and ready["reload_failures"] >= 1
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert _metric(metrics, "finmath_model_reload_failures_total") >= 1
+    assert _metric(metrics, "finmath_model_reloads_total") == 1
+    assert errors == []
+
+
+def test_bounded_load_gives_no_errors(service: Service, materialized_real: Materialized) -> None:
+    bodies = [_body(r) for r in _records(materialized_real, "test", 100)]
+    statuses: list[int] = []
+
+    def worker(worker_index: int) -> None:
+        with httpx.Client(base_url=service.url, timeout=120) as http:
+            for i in range(25):  # 16 workers x 25 = 400 requests, bounded
+                statuses.append(
+                    http.post("/predict", json=bodies[(worker_index + i) % 100]).status_code
+                )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(worker, range(16)))
+    assert len(statuses) == 400 and set(statuses) == {200}
+    sizes = httpx.get(f"{service.url}/metrics").text
+    assert _metric(sizes, "finmath_inference_batch_size_sum") > _metric(
+        sizes, "finmath_inference_batch_size_count"
+    )  # concurrent requests were grouped
+
+
+def test_service_refuses_a_model_it_would_feed_wrong_features(embedder) -> None:
+    good = LoadedModel(
+        model=None,
+        name=MODEL,
+        version="9",
+        alias="champion",
+        run_id="r",
+        feature_columns=["question_chars", "emb_000"],
+        embedding_model_id=embedder.model_id,
+    )
+    check_compatible(good, embedder)
+    with pytest.raises(ModelCompatibilityError, match="does not produce"):
+        check_compatible(
+            LoadedModel(**{**good.__dict__, "feature_columns": ["question_chars", "emb_999"]}),
+            embedder,
+        )
+    with pytest.raises(ModelCompatibilityError, match="trained on embeddings of 'other-model'"):
+        check_compatible(
+            LoadedModel(**{**good.__dict__, "embedding_model_id": "other-model"}), embedder
+        )
+
+
+def test_service_without_a_champion_does_not_start(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "empty", hf_cache_dir=tmp_path / "hf")
+    (tmp_path / "empty").mkdir()
+    svc = Service(settings, ServingSettings())
+    with pytest.raises(RuntimeError, match="exited during start-up"):
+        svc.__enter__()

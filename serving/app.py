@@ -1,0 +1,239 @@
+"""The finmath inference service: ``uvicorn serving.app:app`` (``make serve``).
+
+Loads the champion from the MLflow registry at start-up (and refuses to start if it cannot serve
+it correctly), follows the alias in the background, micro-batches concurrent requests, logs every
+prediction to files, and exposes Prometheus metrics. It never opens the DuckDB warehouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from finmath_assets.core.embeddings import Embedder
+from finmath_assets.core.registry import current_version, load_model
+from finmath_assets.settings import Settings
+from serving.batching import MicroBatcher
+from serving.inference_log import InferenceLogWriter
+from serving.metrics import ServiceMetrics
+from serving.model_state import ModelState
+from serving.predictor import Answer, Query, predict_batch
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ModelDescription,
+    PredictRequest,
+    PredictResponse,
+    Readiness,
+)
+from serving.settings import ServingSettings
+
+log = logging.getLogger("finmath.serving")
+
+
+def create_app(settings: Settings | None = None, serving: ServingSettings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    serving = serving or ServingSettings()
+    metrics = ServiceMetrics()
+    tracking_uri = settings.mlflow_tracking_uri_value
+    registry_uri = settings.mlflow_registry_uri
+
+    def on_change(model) -> None:
+        metrics.model_info.info(
+            {
+                "name": model.name,
+                "version": model.version,
+                "alias": model.alias or "",
+                "run_id": model.run_id,
+            }
+        )
+        metrics.model_ready.set(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        embedder = Embedder(settings.embedding_model, batch_size=serving.embed_batch_size)
+        _ = embedder.model  # load once per process, before the first request
+
+        def load():
+            return load_model(
+                settings.model_name,
+                serving.model_alias,
+                tracking_uri=tracking_uri,
+                registry_uri=registry_uri,
+                model_uri=serving.model_uri,
+            )
+
+        def poll():
+            return current_version(
+                settings.model_name,
+                serving.model_alias,
+                tracking_uri=tracking_uri,
+                registry_uri=registry_uri,
+            )
+
+        state = ModelState(load, None if serving.model_uri else poll, embedder, on_change)
+        model = await asyncio.to_thread(state.load_initial)  # raises: refuse to start
+        log.info("serving %s v%s (run %s)", model.name, model.version, model.run_id)
+        writer = InferenceLogWriter(settings.home / "inference_log", serving.log_flush_seconds)
+        writer.start()
+        batcher: MicroBatcher[Query, Answer] = MicroBatcher(
+            lambda queries: predict_batch(queries, embedder, state),
+            max_size=serving.batch_max_size,
+            max_wait_s=serving.batch_wait_ms / 1000,
+            on_batch=metrics.batch_size.observe,
+        )
+        batcher.start()
+
+        async def refresher() -> None:
+            while True:
+                await asyncio.sleep(serving.refresh_seconds)
+                failures = state.reload_failures
+                if await asyncio.to_thread(state.refresh):
+                    metrics.reloads.inc()
+                elif state.reload_failures > failures:
+                    metrics.reload_failures.inc()
+
+        task = asyncio.create_task(refresher()) if state.follows_alias else None
+        app.state.model_state, app.state.batcher, app.state.writer = state, batcher, writer
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await batcher.stop()
+            writer.close()
+
+    app = FastAPI(
+        title="finmath inference",
+        version="0.1.0",
+        description="Answers FinanceMath-style questions with the MLflow champion model.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > serving.max_body_bytes:
+            response: Response = JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"body of {declared} bytes exceeds the limit of "
+                    f"{serving.max_body_bytes} bytes (FINMATH_SERVING_MAX_BODY_BYTES)"
+                },
+            )
+        else:
+            started = time.perf_counter()
+            response = await call_next(request)
+            route = request.scope.get("route")
+            metrics.latency.labels(getattr(route, "path", "unmatched")).observe(
+                time.perf_counter() - started
+            )
+        route = request.scope.get("route")
+        metrics.requests.labels(
+            getattr(route, "path", "unmatched"), str(response.status_code)
+        ).inc()
+        return response
+
+    def _log(request_id: str, answers: list[Answer]) -> None:
+        now = datetime.now(UTC).isoformat()
+        for index, answer in enumerate(answers):
+            metrics.predictions.observe(answer.prediction)
+            app.state.writer.write(
+                {
+                    "timestamp": now,
+                    "request_id": request_id,
+                    "item": index,
+                    "model_name": answer.model_name,
+                    "model_version": answer.model_version,
+                    "prediction": answer.prediction,
+                    "features": answer.features,
+                }
+            )
+
+    @app.post("/predict", response_model=PredictResponse)
+    async def predict(body: PredictRequest) -> PredictResponse:
+        request_id = uuid.uuid4().hex
+        answer = await app.state.batcher.submit(
+            Query(body.question, tuple(body.tables), body.topic)
+        )
+        _log(request_id, [answer])
+        return PredictResponse(
+            prediction=answer.prediction,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
+            request_id=request_id,
+        )
+
+    @app.post("/predict/batch", response_model=BatchResponse)
+    async def predict_many(body: BatchRequest) -> BatchResponse:
+        request_id = uuid.uuid4().hex
+        answers = await app.state.batcher.submit_many(
+            [Query(i.question, tuple(i.tables), i.topic) for i in body.items]
+        )
+        _log(request_id, answers)
+        return BatchResponse(
+            predictions=[a.prediction for a in answers],
+            model_name=answers[0].model_name,
+            model_version=answers[0].model_version,
+            request_id=request_id,
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+    async def ready(response: Response) -> Readiness:
+        state: ModelState = app.state.model_state
+        current = state.current
+        if current is None:
+            response.status_code = 503
+        return Readiness(
+            ready=current is not None,
+            model_version=current.model.version if current else None,
+            last_reload_error=state.last_error,
+            reloads=state.reloads,
+            reload_failures=state.reload_failures,
+        )
+
+    @app.get("/model", response_model=ModelDescription)
+    async def model_description() -> ModelDescription:
+        current = app.state.model_state.current
+        if current is None:
+            raise HTTPException(status_code=503, detail="no model loaded")
+        m = current.model
+        return ModelDescription(
+            name=m.name,
+            version=m.version,
+            alias=m.alias,
+            run_id=m.run_id,
+            cv_metrics={k: v for k, v in m.metrics.items() if k.startswith("cv_")},
+            trained_at=None
+            if m.trained_at is None
+            else datetime.fromtimestamp(m.trained_at / 1000, UTC).isoformat(),
+            loaded_at=datetime.fromtimestamp(current.loaded_at, UTC).isoformat(),
+            feature_count=len(m.feature_columns),
+            embedding_model_id=m.embedding_model_id,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.metrics = metrics
+    return app
+
+
+app = create_app()

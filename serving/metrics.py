@@ -1,0 +1,49 @@
+"""Prometheus metrics of the service, on a registry of its own (one per app instance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PREDICTION_BUCKETS = (-1e5, -1e3, -100, -10, 0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@dataclass
+class ServiceMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "finmath_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "finmath_http_request_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Histogram(
+            "finmath_prediction_value", "Predicted answers", buckets=PREDICTION_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "finmath_inference_batch_size",
+            "Items per embedding+model batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Info("finmath_model", "The model being served", registry=r)
+        self.model_ready = Gauge("finmath_model_ready", "1 when a model is loaded", registry=r)
+        self.reloads = Counter("finmath_model_reloads", "Successful hot reloads", registry=r)
+        self.reload_failures = Counter(
+            "finmath_model_reload_failures",
+            "Failed hot reloads (the old model kept serving)",
+            registry=r,
+        )

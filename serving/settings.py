@@ -1,0 +1,36 @@
+"""Settings of the inference service (``FINMATH_SERVING_*``), beside the shared project settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINMATH_SERVING_", extra="ignore", frozen=True)
+
+    model_alias: str = Field(default="champion", description="Registry alias the service follows.")
+    model_uri: str | None = Field(
+        default=None,
+        description="Serve this MLflow model URI instead of following the alias "
+        "(e.g. runs:/<run_id>/model); the refresher is then off.",
+    )
+    refresh_seconds: float = Field(
+        default=30.0, gt=0, description="How often the registry is polled for a moved alias."
+    )
+    max_batch_items: int = Field(default=64, ge=1, le=1024)
+    max_question_chars: int = Field(default=4000, ge=1)
+    max_tables: int = Field(default=8, ge=0)
+    max_table_chars: int = Field(default=20000, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, description="How long a request may wait to be grouped with others."
+    )
+    batch_max_size: int = Field(default=32, ge=1, description="Largest micro-batch.")
+    embed_batch_size: int = Field(
+        default=8,
+        ge=1,
+        description="Texts per forward pass inside a micro-batch (sorted by length first, so "
+        "small passes waste little padding).",
+    )
+    log_flush_seconds: float = Field(default=1.0, gt=0)
