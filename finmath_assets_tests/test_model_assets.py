@@ -26,7 +26,8 @@ def _frame(materialized: Materialized, table: str) -> pd.DataFrame:
 
 
 def _client(materialized: Materialized) -> MlflowClient:
-    return MlflowClient(tracking_uri=materialized.settings.mlflow_tracking_uri_value)
+    uri = materialized.settings.mlflow_tracking_uri_value
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)  # never the process-global registry
 
 
 def test_training_run_is_finished_and_complete(materialized_real: Materialized) -> None:
@@ -135,7 +136,8 @@ def test_worse_challenger_does_not_take_the_champion_alias(warm_copy: Path, monk
         )
         assert result.success
         meta = first.metadata("answer_model")
-    client = MlflowClient(tracking_uri=first.settings.mlflow_tracking_uri_value)
+    uri = first.settings.mlflow_tracking_uri_value
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert str(version_by_alias(client, MODEL, CHAMPION).version) == "1"
     assert str(version_by_alias(client, MODEL, CHALLENGER).version) == "2"
     assert meta["promoted"] is False and meta["model_version"] == "2"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import duckdb
 import httpx
-import mlflow
 import numpy as np
 import pytest
 import uvicorn
@@ -226,7 +225,6 @@ def test_hot_reload_and_broken_version(service: Service, registry_copy: Settings
 
     loop = threading.Thread(target=hammer)
     loop.start()
-    mlflow.set_registry_uri(uri)
     new = client.create_model_version(MODEL, champion.source, run_id=champion.run_id)
     client.set_registered_model_alias(MODEL, "champion", str(new.version))
     deadline = time.monotonic() + 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from finmath_assets.core.embeddings import Embedder
@@ -40,7 +41,9 @@ def predict_batch(queries: Sequence[Query], embedder: Embedder, state: ModelStat
         features_from_request(question=q.question, tables=q.tables, topic=q.topic, embedding=v)
         for q, v in zip(queries, vectors, strict=True)
     ]
-    predictions = model.predict(pd.DataFrame(rows))
+    columns = model.feature_columns
+    matrix = np.array([[row[c] for c in columns] for row in rows], dtype=np.float64)
+    predictions = model.predict(pd.DataFrame(matrix, columns=columns))
     return [
         Answer(
             prediction=float(p),

@@ -86,7 +86,14 @@ class LoadedModel:
     trained_at: int | None = None  # run start, epoch milliseconds
 
     def predict(self, frame) -> list[float]:
-        return [float(v) for v in self.model.predict(frame[self.feature_columns])]
+        """Predict from a frame holding (at least) ``feature_columns``.
+
+        Calls the underlying scikit-learn estimator: pyfunc's per-call schema enforcement over
+        416 columns costs ~45 ms a request, and the columns were already checked when the model
+        was accepted (``serving.model_state.check_compatible``).
+        """
+        raw = self.model.get_raw_model() if hasattr(self.model, "get_raw_model") else self.model
+        return [float(v) for v in raw.predict(frame[self.feature_columns])]
 
 
 def current_version(
