@@ -23,20 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from finmath_assets.defs.constants import DATA_SPINE_ASSETS, KEY_PREFIX
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-DATA_SPINE = ",".join(  # features and everything upstream of it
-    f"finmath/{name}"
-    for name in (
-        "raw_records",
-        "validated_records",
-        "rejected_records",
-        "question_tables",
-        "question_embeddings",
-        "features",
-    )
-)
+DATA_SPINE = ",".join(f"{KEY_PREFIX}/{name}" for name in DATA_SPINE_ASSETS)
 WHOLE_GRAPH = "*"
 
 

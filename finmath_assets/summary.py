@@ -10,21 +10,10 @@ import sys
 
 import duckdb
 
+from finmath_assets.defs.constants import DATA_SPINE_ASSETS, MODEL_ASSETS
 from finmath_assets.settings import Settings
 
-TABLES = (
-    "raw_records",
-    "validated_records",
-    "rejected_records",
-    "question_tables",
-    "question_embeddings",
-    "features",
-    "answer_model",
-    "cv_predictions",
-    "evaluation_report",
-    "batch_predictions",
-    "model_evaluations",
-)
+TABLES = (*DATA_SPINE_ASSETS, *MODEL_ASSETS, "model_evaluations")
 
 
 def _print_model(settings: Settings) -> None:

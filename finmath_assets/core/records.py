@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,15 +17,6 @@ LABELLED_SPLITS: frozenset[str] = frozenset({"validation"})
 
 # The seven topics of FinanceMath. Fixed here, not learnt from data, because the topic one-hot
 # features and the serving API's accepted values must not change with what a run happened to see.
-TOPICS: tuple[str, ...] = (
-    "Accounting",
-    "Asset Classes & Derivatives",
-    "Corporate & Securities Issuance",
-    "Market Analysis & Economics",
-    "Portfolio Management & Strategy",
-    "Quantitative Analysis & Valuation",
-    "Risk Management",
-)
 Topic = Literal[
     "Accounting",
     "Asset Classes & Derivatives",
@@ -35,6 +26,7 @@ Topic = Literal[
     "Quantitative Analysis & Valuation",
     "Risk Management",
 ]
+TOPICS: tuple[str, ...] = get_args(Topic)
 QUESTION_ID_PATTERN = r"^(validation|test)-\d+$"
 RECORD_FIELDS: tuple[str, ...] = (
     "question_id",

@@ -3,3 +3,14 @@
 KEY_PREFIX = "finmath"  # asset key prefix and DuckDB schema
 DUCKDB_POOL = "duckdb"  # concurrency pool of every asset that writes the warehouse (limit 1)
 WAREHOUSE_IO_MANAGER = "warehouse_io_manager"
+
+# The data spine, raw records to features, in graph order (also the warehouse tables it writes).
+DATA_SPINE_ASSETS = (
+    "raw_records",
+    "validated_records",
+    "rejected_records",
+    "question_tables",
+    "question_embeddings",
+    "features",
+)
+MODEL_ASSETS = ("answer_model", "cv_predictions", "evaluation_report", "batch_predictions")
