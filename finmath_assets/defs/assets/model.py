@@ -303,11 +303,7 @@ def evaluation_report(
         n_features=int(model["n_features"]),
         feature_set_ablation=json.loads(model["feature_set_ablation"]),
     )
-    path = processed_files.path(EVALUATION_REPORT_JSON)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(report.model_dump_json(indent=2))
-    partial.replace(path)
+    path = processed_files.write_text(report.model_dump_json(indent=2), EVALUATION_REPORT_JSON)
     mlflow_tracking.client().log_dict(
         report.run_id, json.loads(report.model_dump_json()), EVALUATION_REPORT_JSON
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -23,11 +24,17 @@ class ProcessedFilesResource(dg.ConfigurableResource):
     def path(self, name: str) -> Path:
         return Path(self.directory) / name
 
-    def write_parquet(self, frame: pd.DataFrame, name: str) -> Path:
-        """Write atomically: readers never see a half-written file."""
+    def _write_atomically(self, name: str, write: Callable[[Path], None]) -> Path:
+        """Write to a side file, then rename: readers never see a half-written file."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        frame.to_parquet(partial, index=False)
+        write(partial)
         os.replace(partial, path)
         return path
+
+    def write_parquet(self, frame: pd.DataFrame, name: str) -> Path:
+        return self._write_atomically(name, lambda p: frame.to_parquet(p, index=False))
+
+    def write_text(self, text: str, name: str) -> Path:
+        return self._write_atomically(name, lambda p: p.write_text(text, encoding="utf-8"))
