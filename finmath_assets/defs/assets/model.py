@@ -28,6 +28,7 @@ from finmath_assets.core.registry import (
     load_model,
     version_by_alias,
 )
+from finmath_assets.defs.assets.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
@@ -109,7 +110,7 @@ def train_answer_model(
 
     model_name = mlflow_tracking.model_name
     labelled = features[features["ground_truth"].notna()].reset_index(drop=True)
-    available = list(features.columns[4:])
+    available = list(features.columns[len(ID_COLUMNS) :])
     expected = all_feature_columns(_embedding_dim(available))
     if available != expected:
         raise ValueError("features columns differ from core.features.feature_columns(): rebuild")
@@ -122,27 +123,22 @@ def train_answer_model(
         f"training on {len(labelled)} labelled rows x {len(columns)} features "
         f"({training.cv_folds}-fold CV, transform={transform}, overrides={params})"
     )
-    cv = cross_validate(
-        X,
-        y,
-        params=params,
-        transform=transform,
-        n_folds=training.cv_folds,
-        seed=training.seed,
-    )
     # the same CV for every feature set, so the report shows what each group of features buys
-    ablation = {training.feature_set: cv.metrics["model"]["signed_log_mae"]}
-    for feature_set in FEATURE_SETS:
-        if feature_set not in ablation:
-            other = cross_validate(
-                labelled[select_features(available, feature_set)],
-                y,
-                params=params,
-                transform=transform,
-                n_folds=training.cv_folds,
-                seed=training.seed,
-            )
-            ablation[feature_set] = other.metrics["model"]["signed_log_mae"]
+    cv_by_set = {
+        feature_set: cross_validate(
+            labelled[select_features(available, feature_set)],
+            y,
+            params=params,
+            transform=transform,
+            n_folds=training.cv_folds,
+            seed=training.seed,
+        )
+        for feature_set in FEATURE_SETS
+    }
+    cv = cv_by_set[training.feature_set]
+    ablation = {
+        name: result.metrics["model"]["signed_log_mae"] for name, result in cv_by_set.items()
+    }
     estimator = build_estimator(params, transform, training.seed).fit(X, y)
     fingerprint = data_fingerprint(X, y)
 
