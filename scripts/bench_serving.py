@@ -1,21 +1,22 @@
 """Side-by-side benchmark: our service against `mlflow models serve` of the same model.
 
-    .venv/bin/python scripts/bench_serving.py        (after `make run`; FINMATH_HOME as usual)
+    make bench-serving        (= .venv/bin/python scripts/bench_serving.py, after `make run`)
 
-The peer is the champion wrapped in an MLflow pyfunc that does the same featurisation (the same
-Embedder and features_from_request), served by `mlflow models serve --env-manager local`. Both
-run on 127.0.0.1, one at a time (so they never share the two cores), and receive the same
-bounded request set (questions of the test split) at concurrency 1, 8 and 32. Prints p50/p99
-latency and requests/s per level, and our/their ratios.
+The peer is the champion wrapped in an MLflow pyfunc that does the same featurisation
+(features_from_request on a torch sentence-transformers embedding, one text per request),
+served by `mlflow models serve --env-manager local`. Both run on 127.0.0.1, one at a time (so
+they never share the two cores), and receive the same request set (the 1,000 questions of the
+test split, cycled in order) from wrk (Debian package `wrk`: a C load generator, so the client
+takes little of the two cores) at concurrency 1, 8 and 32 for a fixed time per level. Prints
+p50/p99 latency, requests/s and errors per level, and our/their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,8 @@ class PeerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from finmath_assets.core.embeddings import Embedder
 
-        self.embedder = Embedder()
-        _ = self.embedder.model
+        # the peer embeds the way sentence-transformers users do: torch, batch of one request
+        self.embedder = Embedder(backend="torch").load()
         self.regressor = mlflow.sklearn.load_model(context.artifacts["regressor"])
         self.columns = json.loads(Path(context.artifacts["feature_columns"]).read_text())
 
@@ -102,44 +103,62 @@ def _start(cmd: list[str], health: str, env: dict[str, str], log: Path) -> subpr
     raise SystemExit(f"{cmd} did not become healthy; see {log}")
 
 
-async def _load(url: str, bodies: list[dict], concurrency: int, total: int) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(total))
+WRK_SCRIPT = """
+local bodies, n, i = {}, 0, 0
+for line in io.lines(os.getenv("BENCH_BODIES")) do n = n + 1; bodies[n] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % n + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "seconds": %f, "errors": %d, "p50_ms": %f, "p99_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        for i in counter:
-            started = time.perf_counter()
-            response = await client.post(url, json=bodies[i % len(bodies)])
-            latencies.append(time.perf_counter() - started)
-            errors += response.status_code != 200
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": total,
-        "errors": errors,
-        "rps": total / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-    }
+def _wrk(url: str, bodies: Path, script: Path, concurrency: int, seconds: int) -> dict:
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(script),
+            url,
+        ],
+        env={**os.environ, "BENCH_BODIES": str(bodies)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
+    result = json.loads(line[len("BENCH ") :])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,8,32")
-    parser.add_argument("--requests", type=int, default=160, help="requests per level")
+    parser.add_argument("--seconds", type=int, default=20, help="load time per level")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench-serving does)")
     settings = Settings()
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         rows = conn.execute(
             "SELECT question, tables, topic FROM finmath.validated_records WHERE split = 'test' "
-            "ORDER BY question_id LIMIT 200"
+            "ORDER BY question_id"
         ).fetchall()
     ours_bodies = [{"question": q, "tables": list(t), "topic": p} for q, t, p in rows]
     peer_bodies = [{"dataframe_records": [body]} for body in ours_bodies]
@@ -188,19 +207,22 @@ def main() -> int:
                 peer_bodies,
             ),
         }
+        script = Path(tmp) / "bench.lua"
+        script.write_text(WRK_SCRIPT)
         for name, (cmd, health, url, bodies) in services.items():
+            body_file = Path(tmp) / f"{name.split()[0]}-bodies.jsonl"
+            body_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
             print(f"starting {name} ...", flush=True)
             process = _start(cmd, health, env, Path(tmp) / f"{name.split()[0]}.log")
             try:
-                asyncio.run(_load(url, bodies, 4, 20))  # warm-up
+                _wrk(url, body_file, script, 2, 5)  # warm-up
                 results[name] = {}
                 for level in levels:
-                    results[name][level] = asyncio.run(_load(url, bodies, level, args.requests))
-                    r = results[name][level]
+                    r = results[name][level] = _wrk(url, body_file, script, level, args.seconds)
                     print(
                         f"  {name:<20} c={level:<3} {r['rps']:6.1f} req/s  "
                         f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
-                        f"errors {r['errors']}",
+                        f"requests {r['requests']}  errors {r['errors']}",
                         flush=True,
                     )
             finally:

@@ -20,7 +20,6 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.registry import current_version, load_model
 from finmath_assets.settings import Settings
 from serving.batching import MicroBatcher
@@ -61,8 +60,8 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        embedder = Embedder(settings.embedding_model, batch_size=serving.embed_batch_size)
-        _ = embedder.model  # load once per process, before the first request
+        # the same model and backend as the assets; loaded once, before the first request
+        embedder = await asyncio.to_thread(settings.embedder(threads=serving.embed_threads).load)
 
         def load():
             return load_model(
@@ -90,6 +89,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             lambda queries: predict_batch(queries, embedder, state),
             max_size=serving.batch_max_size,
             max_wait_s=serving.batch_wait_ms / 1000,
+            workers=serving.workers,
             on_batch=metrics.batch_size.observe,
         )
         batcher.start()

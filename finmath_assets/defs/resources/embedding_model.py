@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from pydantic import PrivateAttr
 
-from finmath_assets.core.embeddings import Embedder, resolve_model
+from finmath_assets.core.embeddings import Backend, Embedder, embedding_model_id
 from finmath_assets.settings import Settings
 
 
@@ -14,19 +16,35 @@ class EmbeddingModelResource(dg.ConfigurableResource):
     so a run whose texts are all cached never pays for importing torch."""
 
     model_name: str
-    batch_size: int = 64
+    backend: Backend
+    batch_size: int = 1
+    threads: int = 0
+    models_dir: str
 
     _embedder: Embedder | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddingModelResource:
-        return cls(model_name=settings.embedding_model, batch_size=settings.embedding_batch_size)
+        embedder = settings.embedder()
+        return cls(
+            model_name=settings.embedding_model,
+            backend=embedder.backend,
+            batch_size=embedder.batch_size,
+            threads=embedder.threads,
+            models_dir=str(embedder.models_dir),
+        )
 
     @property
     def model_id(self) -> str:
-        return resolve_model(self.model_name).model_id
+        return embedding_model_id(self.model_name, self.backend)
 
     def get_embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.model_name, batch_size=self.batch_size)
+            self._embedder = Embedder(
+                self.model_name,
+                batch_size=self.batch_size,
+                backend=self.backend,
+                models_dir=Path(self.models_dir),
+                threads=self.threads,
+            )
         return self._embedder

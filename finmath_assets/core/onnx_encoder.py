@@ -1,0 +1,264 @@
+"""The ONNX Runtime embedding backend: export a sentence-transformers model once, then encode
+without torch.
+
+``sentence-transformers``' own ONNX backend needs ``optimum-onnx``, which pins
+``transformers<4.58`` (we run 5.x), so the export is done here with ``torch.onnx.export`` and
+the pooling is re-implemented for the pipelines we can reproduce exactly: a Transformer module,
+mean or CLS pooling, optional normalisation. Anything else is refused with a clear error rather
+than embedded differently.
+
+Every export is checked against the torch model before it is kept (``MAX_EXPORT_DIFF``), and is
+written to a temporary folder that is renamed into place, so concurrent processes (the Dagster
+run and the inference service) never see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+OPSET = 17
+MAX_EXPORT_DIFF = 1e-4  # largest |torch - onnx| accepted on the probe texts (seen: 2e-7)
+PROBE_TEXTS = (
+    "What is the present value of $1,000 received in 3 years at 5%?",
+    "| Year | Cash flow |\n|---|---|\n| 1 | 100 |\n| 2 | 110 |\n| 3 | 121 |",
+)
+_TRANSFORMER = "sentence_transformers.models.Transformer"
+_POOLING = "sentence_transformers.models.Pooling"
+_NORMALIZE = "sentence_transformers.models.Normalize"
+
+
+class OnnxExportError(RuntimeError):
+    """The model cannot be exported to, or reproduced by, the ONNX backend."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What the sentence-transformers pipeline does after the transformer."""
+
+    pooling: str  # "mean" or "cls"
+    normalize: bool
+    max_seq_length: int
+
+
+def read_pipeline(model_path: Path) -> Pipeline:
+    """Read ``modules.json`` and refuse pipelines the ONNX backend would not reproduce."""
+    modules_file = model_path / "modules.json"
+    if not modules_file.exists():
+        raise OnnxExportError(
+            f"{model_path} has no modules.json: not a sentence-transformers model"
+        )
+    modules = json.loads(modules_file.read_text())
+    types = [m.get("type", "") for m in modules]
+    if (
+        not types
+        or types[0] != _TRANSFORMER
+        or any(t not in {_POOLING, _NORMALIZE} for t in types[1:])
+    ):
+        raise OnnxExportError(
+            f"the ONNX backend supports Transformer -> Pooling -> [Normalize] pipelines; "
+            f"{model_path} has {types}: use FINMATH_EMBEDDING_BACKEND=torch"
+        )
+    pooling_module = next((m for m in modules if m.get("type") == _POOLING), None)
+    if pooling_module is None:
+        raise OnnxExportError(f"{model_path} has no Pooling module")
+    pooling_config = json.loads((model_path / pooling_module["path"] / "config.json").read_text())
+    active = [k for k, v in pooling_config.items() if k.startswith("pooling_mode_") and v]
+    modes = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+    if len(active) != 1 or active[0] not in modes:
+        raise OnnxExportError(
+            f"the ONNX backend supports mean or CLS pooling only; {model_path} uses {active}"
+        )
+    bert_config_file = model_path / "sentence_bert_config.json"
+    bert_config = json.loads(bert_config_file.read_text()) if bert_config_file.exists() else {}
+    return Pipeline(
+        pooling=modes[active[0]],
+        normalize=_NORMALIZE in types,
+        max_seq_length=int(bert_config.get("max_seq_length", 512)),
+    )
+
+
+def pool(hidden: np.ndarray, attention_mask: np.ndarray, pipeline: Pipeline) -> np.ndarray:
+    """Pooling and normalisation exactly as sentence-transformers does them, in float32."""
+    if pipeline.pooling == "cls":
+        vectors = hidden[:, 0, :]
+    else:
+        mask = attention_mask[..., None].astype(np.float32)
+        vectors = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+    if pipeline.normalize:
+        vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return vectors.astype(np.float32, copy=False)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export(model_path: Path, destination: Path, model_id: str) -> Path:
+    """Export ``model_path`` to ``destination/model.onnx`` (once) and return that folder.
+
+    The export is compared with the torch model on ``PROBE_TEXTS`` and refused if any value
+    differs by more than ``MAX_EXPORT_DIFF``. An existing, complete export is reused.
+    """
+    if (destination / "export.json").exists():
+        return destination
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    pipeline = read_pipeline(model_path)
+    started = time.perf_counter()
+    # eager attention traces to plain MatMul/Softmax ops that ONNX Runtime runs fastest here
+    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    probe = tokenizer(
+        list(PROBE_TEXTS),
+        padding=True,
+        truncation=True,
+        max_length=pipeline.max_seq_length,
+        return_tensors="pt",
+    )
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in probe]
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, **extra
+            ).last_hidden_state
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=destination.parent))
+    try:
+        onnx_path = staging / "model.onnx"
+        axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+            # trace on an unpadded batch: tracing on a padded one bakes that batch's mask
+            # handling into the graph (seen with transformers 5: wrong on other paddings)
+            trace_inputs = tuple(
+                torch.zeros((2, 16), dtype=torch.long)
+                if n == "token_type_ids"
+                else torch.ones((2, 16), dtype=torch.long)
+                for n in names
+            )
+            torch.onnx.export(
+                Wrapper().eval(),  # export restores the wrapper's mode on every submodule
+                trace_inputs,
+                str(onnx_path),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        with torch.no_grad():
+            expected = model(**{n: probe[n] for n in names}).last_hidden_state.numpy()
+        mask = probe["attention_mask"].numpy()
+        session = make_session(onnx_path, threads=0)
+        got = session.run(None, {n: probe[n].numpy() for n in names})[0]
+        diff = float(np.abs(pool(got, mask, pipeline) - pool(expected, mask, pipeline)).max())
+        if not diff <= MAX_EXPORT_DIFF:
+            raise OnnxExportError(
+                f"ONNX export of {model_id} differs from torch by {diff:.2e} "
+                f"(limit {MAX_EXPORT_DIFF:.0e}); use FINMATH_EMBEDDING_BACKEND=torch"
+            )
+        tokenizer.save_pretrained(str(staging / "tokenizer"))
+        (staging / "export.json").write_text(
+            json.dumps(
+                {
+                    "model_id": model_id,
+                    "source": str(model_path),
+                    "opset": OPSET,
+                    "torch": torch.__version__,
+                    "inputs": names,
+                    "pooling": pipeline.pooling,
+                    "normalize": pipeline.normalize,
+                    "max_seq_length": pipeline.max_seq_length,
+                    "probe_max_abs_diff": diff,
+                    "sha256": _sha256(onnx_path),
+                    "export_seconds": round(time.perf_counter() - started, 2),
+                },
+                indent=2,
+            )
+        )
+        try:
+            os.rename(staging, destination)
+        except OSError:  # another process finished the same export first: keep theirs
+            if not (destination / "export.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def make_session(onnx_path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """A CPU session; ``threads`` = intra-op threads per call (0: ONNX Runtime's default)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEncoder:
+    """Tokenise with the model's own (saved) tokenizer, run the ONNX graph, pool.
+
+    One session serves concurrent callers: ``InferenceSession.run`` is thread-safe and releases
+    the GIL, so with ``threads=1`` two caller threads use both cores.
+    """
+
+    def __init__(self, folder: Path, threads: int = 0) -> None:
+        from transformers import AutoTokenizer
+
+        meta = json.loads((folder / "export.json").read_text())
+        if _sha256(folder / "model.onnx") != meta["sha256"]:
+            raise OnnxExportError(
+                f"{folder / 'model.onnx'} does not match its recorded checksum; delete {folder} "
+                "to export again"
+            )
+        self.meta = meta
+        self.inputs: list[str] = meta["inputs"]
+        self.pipeline = Pipeline(meta["pooling"], meta["normalize"], meta["max_seq_length"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        self.session = make_session(folder / "model.onnx", threads)
+        self.dimension = int(self.encode(["probe"]).shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        batch: dict[str, Any] = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.pipeline.max_seq_length,
+            return_tensors="np",
+        )
+        feed = {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs}
+        hidden = self.session.run(None, feed)[0]
+        return pool(hidden, feed["attention_mask"], self.pipeline)
