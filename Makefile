@@ -10,7 +10,7 @@ HF_HUB_OFFLINE ?= 1
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install run dev serve test lint bench clean
+.PHONY: help install run dev serve test lint bench bench-serving clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
 	@echo "make lint   ruff check + format check"
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
+	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,10 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m finmath_assets.bench
+
+bench-serving: $(INSTALLED)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python scripts/bench_serving.py
 
 clean:
 	rm -rf $(FINMATH_HOME) .cache/hf

@@ -1,13 +1,16 @@
 """The inference service over real HTTP, on a real MLflow sqlite store and the real MiniLM."""
 
+import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -21,7 +24,7 @@ from finmath_assets.core.registry import LoadedModel, load_model
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized
 from serving.app import create_app
-from serving.model_state import ModelCompatibilityError, check_compatible
+from serving.model_state import ModelCompatibilityError, ModelState, check_compatible
 from serving.settings import ServingSettings
 
 MODEL = "finmath-answer-regressor"
@@ -114,6 +117,26 @@ def test_prediction_equals_the_training_side_prediction(
         assert batch.status_code == 200
         singles = [client.post("/predict", json=_body(r)).json()["prediction"] for r in records]
         np.testing.assert_allclose(batch.json()["predictions"], singles, rtol=1e-6)
+    # the service embedded exactly as the question_embeddings asset did (same backend, same id)
+    with duckdb.connect(str(materialized_real.settings.warehouse_path), read_only=True) as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT question_id, embedding FROM finmath.question_embeddings"
+            ).fetchall()
+        )
+        model_ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT model_id FROM finmath.question_embeddings"
+            ).fetchall()
+        }
+    assert model_ids == {champion.embedding_model_id} and "+onnx" in champion.embedding_model_id
+    # the log holds the sequential /predict calls first, in order
+    logged = _inference_log(service.settings, at_least=3 * len(records))[: len(records)]
+    for record, row in zip(records, logged, strict=True):
+        assert row["features"]["question_chars"] == len(record["question"])
+        served = [v for k, v in row["features"].items() if k.startswith("emb_")]
+        np.testing.assert_allclose(served, stored[record["question_id"]], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +187,21 @@ def test_health_ready_model_and_openapi(service: Service) -> None:
         assert schema["examples"][0]["topic"] == "Accounting"
 
 
+def _inference_log(settings: Settings, at_least: int) -> list[dict]:
+    """The inference log's rows, once it holds ``at_least`` of them (it flushes every 0.2 s)."""
+    deadline = time.monotonic() + 10
+    rows: list[dict] = []
+    while time.monotonic() < deadline and len(rows) < at_least:
+        time.sleep(0.2)
+        rows = [
+            json.loads(line)
+            for path in (settings.home / "inference_log").glob("predictions-*.jsonl")
+            for line in path.read_text().splitlines()
+        ]
+    assert len(rows) >= at_least
+    return rows
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
@@ -192,16 +230,7 @@ def test_metrics_rise_and_inference_log_receives_rows(
     assert _metric(after, "finmath_inference_batch_size_count") >= 3
     assert _metric(after, "finmath_model_ready") == 1
     assert 'finmath_model_info{alias="champion"' in after
-    deadline = time.monotonic() + 10
-    rows: list[dict] = []
-    while time.monotonic() < deadline and len(rows) < 3:
-        time.sleep(0.2)
-        rows = [
-            json.loads(line)
-            for path in (registry_copy.home / "inference_log").glob("predictions-*.jsonl")
-            for line in path.read_text().splitlines()
-        ]
-    assert len(rows) >= 3
+    rows = _inference_log(registry_copy, at_least=3)
     assert {"timestamp", "request_id", "model_version", "prediction", "features"} <= set(rows[0])
     assert rows[0]["features"]["n_percent_numbers"] == 1.0
 
@@ -251,24 +280,77 @@ def test_hot_reload_and_broken_version(service: Service, registry_copy: Settings
     assert errors == []
 
 
-def test_bounded_load_gives_no_errors(service: Service, materialized_real: Materialized) -> None:
-    bodies = [_body(r) for r in _records(materialized_real, "test", 100)]
+@contextlib.contextmanager
+def _service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """``uvicorn serving.app:app`` as its own process (the load test's client then does not
+    share the server's GIL), configured through the environment like ``make serve``."""
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")},
+        "FINMATH_HOME": str(settings.home),
+        "FINMATH_MODEL_CACHE_DIR": str(settings.model_cache_dir_value),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path / "uvicorn.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.app:app", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def test_bounded_load_gives_no_errors(
+    registry_copy: Settings, materialized_real: Materialized, tmp_path: Path
+) -> None:
+    bodies = [_body(r) for r in _records(materialized_real, "test", 1000)]
+    total, concurrency = 2000, 16
     statuses: list[int] = []
 
-    def worker(worker_index: int) -> None:
-        with httpx.Client(base_url=service.url, timeout=120) as http:
-            for i in range(25):  # 16 workers x 25 = 400 requests, bounded
-                statuses.append(
-                    http.post("/predict", json=bodies[(worker_index + i) % 100]).status_code
-                )
+    async def load(url: str) -> None:
+        requests = iter(range(total))  # bounded: 2,000 requests shared by 16 workers
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(worker, range(16)))
-    assert len(statuses) == 400 and set(statuses) == {200}
-    sizes = httpx.get(f"{service.url}/metrics").text
-    assert _metric(sizes, "finmath_inference_batch_size_sum") > _metric(
-        sizes, "finmath_inference_batch_size_count"
+        async def worker(http: httpx.AsyncClient) -> None:
+            for i in requests:
+                statuses.append((await http.post("/predict", json=bodies[i % 1000])).status_code)
+
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+            await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+
+    with _service_process(registry_copy, tmp_path) as url:
+        asyncio.run(load(url))
+        metrics = httpx.get(f"{url}/metrics").text
+    assert len(statuses) == total and set(statuses) == {200}
+    assert _metric(metrics, "finmath_http_requests_total", route="/predict", status="200") == total
+    assert _metric(metrics, "finmath_inference_batch_size_sum") > _metric(
+        metrics, "finmath_inference_batch_size_count"
     )  # concurrent requests were grouped
+
+
+def test_service_on_another_embedding_backend_refuses_the_champion(
+    registry_copy: Settings, torch_embedder
+) -> None:
+    uri = registry_copy.mlflow_tracking_uri_value
+    state = ModelState(lambda: load_model(MODEL, tracking_uri=uri), None, torch_embedder)
+    with pytest.raises(ModelCompatibilityError, match="FINMATH_EMBEDDING_BACKEND"):
+        state.load_initial()
+    assert state.current is None
 
 
 def test_service_refuses_a_model_it_would_feed_wrong_features(embedder) -> None:

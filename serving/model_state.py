@@ -37,7 +37,7 @@ def check_compatible(model: LoadedModel, embedder: Embedder) -> None:
         raise ModelCompatibilityError(
             f"{model.name} v{model.version} was trained on embeddings of "
             f"{model.embedding_model_id!r} but this service embeds with {embedder.model_id!r}; "
-            "set FINMATH_EMBEDDING_MODEL to match or retrain"
+            "set FINMATH_EMBEDDING_MODEL and FINMATH_EMBEDDING_BACKEND to match, or retrain"
         )
 
 
