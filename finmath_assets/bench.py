@@ -33,8 +33,10 @@ DATA_SPINE = ",".join(f"{KEY_PREFIX}/{name}" for name in DATA_SPINE_ASSETS)
 WHOLE_GRAPH = "*"
 
 
-def _materialize(home: Path, selection: str) -> float:
+def _materialize(home: Path, selection: str, **settings: str) -> float:
+    """Run the `make run` command on a fresh ``home``; ``settings`` are extra FINMATH_* values."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")}
+    env.update(settings)
     env.update(
         FINMATH_HOME=str(home),
         FINMATH_HF_CACHE_DIR=str(home / "hf-cache"),

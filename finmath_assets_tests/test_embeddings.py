@@ -127,3 +127,16 @@ def test_onnx_backend_refuses_a_pipeline_it_cannot_reproduce(tmp_path: Path) -> 
     assert not (tmp_path / "models" / "onnx").exists() or not any(
         (tmp_path / "models" / "onnx").iterdir()
     )
+
+
+def test_int8_backend_is_a_different_model_with_close_vectors(
+    embedder: Embedder, real_validation
+) -> None:
+    int8 = Embedder(backend="onnx-int8", models_dir=embedder.models_dir).load()
+    assert int8.model_id.endswith("+onnx-int8") and int8.model_id != embedder.model_id
+    meta = json.loads((int8.onnx_folder / "export.json").read_text())
+    assert meta["quantized_from"] == embedder.model_id
+    texts = [record_text(r["question"], r["tables"]) for r in real_validation[:40]]
+    cosine = (int8.encode(texts) * embedder.encode(texts)).sum(axis=1)
+    # close enough to mean the same thing, far enough that a model must be trained on them
+    assert 0.85 < float(cosine.mean()) < 0.999 and float(cosine.min()) > 0.7

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 OPSET = 17
 MAX_EXPORT_DIFF = 1e-4  # largest |torch - onnx| accepted on the probe texts (seen: 2e-7)
+MIN_INT8_COSINE = 0.8  # int8 vs fp32 on the probe texts: a sanity floor (seen: ~0.95)
 PROBE_TEXTS = (
     "What is the present value of $1,000 received in 3 years at 5%?",
     "| Year | Cash flow |\n|---|---|\n| 1 | 100 |\n| 2 | 110 |\n| 3 | 121 |",
@@ -207,11 +208,60 @@ def export(model_path: Path, destination: Path, model_id: str) -> Path:
                 indent=2,
             )
         )
-        try:
-            os.rename(staging, destination)
-        except OSError:  # another process finished the same export first: keep theirs
-            if not (destination / "export.json").exists():
-                raise
+        _publish(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def _publish(staging: Path, destination: Path) -> None:
+    """Rename a finished export into place; if another process got there first, keep theirs."""
+    try:
+        os.rename(staging, destination)
+    except OSError:
+        if not (destination / "export.json").exists():
+            raise
+
+
+def quantize(fp32_folder: Path, destination: Path, model_id: str) -> Path:
+    """Dynamic int8 quantisation (int8 weights, activations quantised per call) of a checked
+    fp32 export, once. It changes the vectors (cosine ~0.95 to fp32), so a model must be trained
+    on these very embeddings: the model id says ``int8`` and the cache and registry follow it.
+    """
+    if (destination / "export.json").exists():
+        return destination
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    started = time.perf_counter()
+    meta = json.loads((fp32_folder / "export.json").read_text())
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=destination.parent))
+    try:
+        quantize_dynamic(
+            fp32_folder / "model.onnx", staging / "model.onnx", weight_type=QuantType.QInt8
+        )
+        shutil.copytree(fp32_folder / "tokenizer", staging / "tokenizer")
+        (staging / "export.json").write_text(
+            json.dumps(
+                {
+                    **meta,
+                    "model_id": model_id,
+                    "quantization": "onnxruntime quantize_dynamic, QInt8 weights",
+                    "quantized_from": meta["model_id"],
+                    "sha256": _sha256(staging / "model.onnx"),
+                    "export_seconds": round(time.perf_counter() - started, 2),
+                },
+                indent=2,
+            )
+        )
+        fp32, int8 = OnnxEncoder(fp32_folder), OnnxEncoder(staging)
+        cosine = (fp32.encode(list(PROBE_TEXTS)) * int8.encode(list(PROBE_TEXTS))).sum(axis=1)
+        if not float(cosine.min()) >= MIN_INT8_COSINE:
+            raise OnnxExportError(
+                f"int8 quantisation of {meta['model_id']} moved the probe vectors too far "
+                f"(cosine {float(cosine.min()):.3f} < {MIN_INT8_COSINE}); use the onnx backend"
+            )
+        _publish(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
