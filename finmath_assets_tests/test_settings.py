@@ -7,11 +7,20 @@ from pydantic import ValidationError
 
 from finmath_assets.core.embeddings import DEFAULT_MODEL_NAME
 from finmath_assets.settings import Settings
+from serving.settings import ServingSettings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FINMATH_HOME", "FINMATH_SOURCE", "FINMATH_HF_TOKEN", "HF_TOKEN"):
+    for name in (
+        "FINMATH_HOME",
+        "FINMATH_SOURCE",
+        "FINMATH_HF_TOKEN",
+        "HF_TOKEN",
+        "FINMATH_MODEL_CACHE_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -24,6 +33,14 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (settings.source, settings.hf_dataset) == ("local", "yale-nlp/FinanceMath")
     assert settings.embedding_model == DEFAULT_MODEL_NAME
     assert settings.hf_token_value is None
+    assert (settings.embedding_backend, settings.embedding_batch_size) == ("onnx", 1)
+    assert settings.model_cache_dir_value == tmp_path / "data" / "models"
+    embedder = settings.embedder(threads=1)
+    assert (embedder.backend, embedder.threads, embedder.models_dir) == (
+        "onnx",
+        1,
+        tmp_path / "data" / "models",
+    )
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -47,9 +64,28 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("FINMATH_SOURCE", "s3", "source"),
         ("FINMATH_EMBEDDING_BATCH_SIZE", "0", "embedding_batch_size"),
         ("FINMATH_EMBEDDING_BATCH_SIZE", "many", "embedding_batch_size"),
+        ("FINMATH_EMBEDDING_BACKEND", "tensorrt", "embedding_backend"),
+        ("FINMATH_EMBEDDING_THREADS", "-1", "embedding_threads"),
     ],
 )
 def test_bad_values_name_the_field(monkeypatch: pytest.MonkeyPatch, name, value, field) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=field):
         Settings()
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    text = README.read_text()
+    table = text[text.index("## Configuration") : text.index("## The answer model")]
+    missing = [
+        f"FINMATH_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`FINMATH_{name.upper()}`" not in table
+    ]
+    # the serving rows group related limits: `FINMATH_SERVING_A` / `_B` / `_C`
+    missing += [
+        f"FINMATH_SERVING_{name.upper()}"
+        for name in ServingSettings.model_fields
+        if f"`FINMATH_SERVING_{name.upper()}`" not in table and f"`_{name.upper()}`" not in table
+    ]
+    assert missing == []

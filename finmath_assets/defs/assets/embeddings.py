@@ -129,10 +129,11 @@ def record_texts(validated_records: pd.DataFrame) -> list[str]:
     group_name="featurization",
     io_manager_key=WAREHOUSE_IO_MANAGER,
     pool=DUCKDB_POOL,
-    kinds={"duckdb", "pytorch"},
+    kinds={"duckdb", "onnx", "pytorch"},
     ins={"validated_records": dg.AssetIn(key=[KEY_PREFIX, "validated_records"])},
     description="One L2-normalised sentence embedding (MiniLM, 384-d by default) per validated "
-    "record, of the question followed by its tables.",
+    "record, of the question followed by its tables; run by ONNX Runtime or torch "
+    "(FINMATH_EMBEDDING_BACKEND, recorded in model_id).",
 )
 def question_embeddings(
     context: dg.AssetExecutionContext,
