@@ -3,6 +3,8 @@ backends (torch and the ONNX Runtime export)."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +142,17 @@ def test_int8_backend_is_a_different_model_with_close_vectors(
     cosine = (int8.encode(texts) * embedder.encode(texts)).sum(axis=1)
     # close enough to mean the same thing, far enough that a model must be trained on them
     assert 0.85 < float(cosine.mean()) < 0.999 and float(cosine.min()) > 0.7
+
+
+def test_an_exported_onnx_model_encodes_without_torch_or_transformers(embedder: Embedder) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from finmath_assets.core.embeddings import Embedder\n"
+        f"e = Embedder(backend='onnx', models_dir=Path({str(embedder.models_dir)!r})).load()\n"
+        "assert e.encode(['What is the NPV?']).shape == (1, 384)\n"
+        "loaded = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -180,34 +180,32 @@ def export(model_path: Path, destination: Path, model_id: str) -> Path:
             )
         with torch.no_grad():
             expected = model(**{n: probe[n] for n in names}).last_hidden_state.numpy()
-        mask = probe["attention_mask"].numpy()
-        session = make_session(onnx_path, threads=0)
-        got = session.run(None, {n: probe[n].numpy() for n in names})[0]
-        diff = float(np.abs(pool(got, mask, pipeline) - pool(expected, mask, pipeline)).max())
+        expected = pool(expected, probe["attention_mask"].numpy(), pipeline)
+        tokenizer.save_pretrained(str(staging / "tokenizer"))
+        meta = {
+            "model_id": model_id,
+            "source": str(model_path),
+            "opset": OPSET,
+            "torch": torch.__version__,
+            "inputs": names,
+            "pad_token": tokenizer.pad_token,
+            "pad_id": tokenizer.pad_token_id,
+            "pooling": pipeline.pooling,
+            "normalize": pipeline.normalize,
+            "max_seq_length": pipeline.max_seq_length,
+            "sha256": _sha256(onnx_path),
+        }
+        (staging / "export.json").write_text(json.dumps(meta, indent=2))
+        # the whole serving path (tokenizers, not transformers; ONNX Runtime; pooling) against
+        # sentence-transformers' path (transformers tokenizer, torch)
+        diff = float(np.abs(OnnxEncoder(staging).encode(list(PROBE_TEXTS)) - expected).max())
         if not diff <= MAX_EXPORT_DIFF:
             raise OnnxExportError(
                 f"ONNX export of {model_id} differs from torch by {diff:.2e} "
                 f"(limit {MAX_EXPORT_DIFF:.0e}); use FINMATH_EMBEDDING_BACKEND=torch"
             )
-        tokenizer.save_pretrained(str(staging / "tokenizer"))
-        (staging / "export.json").write_text(
-            json.dumps(
-                {
-                    "model_id": model_id,
-                    "source": str(model_path),
-                    "opset": OPSET,
-                    "torch": torch.__version__,
-                    "inputs": names,
-                    "pooling": pipeline.pooling,
-                    "normalize": pipeline.normalize,
-                    "max_seq_length": pipeline.max_seq_length,
-                    "probe_max_abs_diff": diff,
-                    "sha256": _sha256(onnx_path),
-                    "export_seconds": round(time.perf_counter() - started, 2),
-                },
-                indent=2,
-            )
-        )
+        meta.update(probe_max_abs_diff=diff, export_seconds=round(time.perf_counter() - started, 2))
+        (staging / "export.json").write_text(json.dumps(meta, indent=2))
         _publish(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -279,16 +277,19 @@ def make_session(onnx_path: Path, threads: int) -> onnxruntime.InferenceSession:
 
 
 class OnnxEncoder:
-    """Tokenise with the model's own (saved) tokenizer, run the ONNX graph, pool.
+    """Tokenise with the model's own saved ``tokenizer.json`` (the Rust ``tokenizers`` library:
+    importing ``transformers`` would import torch), run the ONNX graph, pool.
 
     One session serves concurrent callers: ``InferenceSession.run`` is thread-safe and releases
     the GIL, so with ``threads=1`` two caller threads use both cores.
     """
 
     def __init__(self, folder: Path, threads: int = 0) -> None:
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
         meta = json.loads((folder / "export.json").read_text())
+        if not {"sha256", "inputs", "pad_id", "pad_token", "pooling"} <= meta.keys():
+            raise OnnxExportError(f"{folder} is an export of an older format; delete it")
         if _sha256(folder / "model.onnx") != meta["sha256"]:
             raise OnnxExportError(
                 f"{folder / 'model.onnx'} does not match its recorded checksum; delete {folder} "
@@ -297,18 +298,19 @@ class OnnxEncoder:
         self.meta = meta
         self.inputs: list[str] = meta["inputs"]
         self.pipeline = Pipeline(meta["pooling"], meta["normalize"], meta["max_seq_length"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"))
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=self.pipeline.max_seq_length)
+        self.tokenizer.enable_padding(pad_id=meta["pad_id"], pad_token=meta["pad_token"])
         self.session = make_session(folder / "model.onnx", threads)
         self.dimension = int(self.encode(["probe"]).shape[1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        batch: dict[str, Any] = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.pipeline.max_seq_length,
-            return_tensors="np",
-        )
-        feed = {n: np.asarray(batch[n], dtype=np.int64) for n in self.inputs}
+        encodings = self.tokenizer.encode_batch(texts)
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        feed = {n: np.asarray(columns[n], dtype=np.int64) for n in self.inputs}
         hidden = self.session.run(None, feed)[0]
         return pool(hidden, feed["attention_mask"], self.pipeline)
