@@ -11,9 +11,16 @@ CORE = Path(finmath_assets.core.__file__).parent
 
 def test_core_modules_import_without_dagster_or_fastapi() -> None:
     modules = sorted(p.stem for p in CORE.glob("*.py") if p.stem != "__init__")
-    assert {"features", "numbers", "records", "tables", "text", "embeddings", "sources"} <= set(
-        modules
-    )
+    assert {
+        "features",
+        "numbers",
+        "records",
+        "tables",
+        "text",
+        "embeddings",
+        "sources",
+        "onnx_encoder",
+    } <= set(modules)
     code = (
         "import sys\n"
         + "".join(f"import finmath_assets.core.{m}\n" for m in modules)

@@ -14,7 +14,6 @@ run and the inference service) never see half a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from finmath_assets.core.checksums import sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -102,14 +103,6 @@ def pool(hidden: np.ndarray, attention_mask: np.ndarray, pipeline: Pipeline) -> 
     if pipeline.normalize:
         vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
     return vectors.astype(np.float32, copy=False)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export(model_path: Path, destination: Path, model_id: str) -> Path:
@@ -193,7 +186,7 @@ def export(model_path: Path, destination: Path, model_id: str) -> Path:
             "pooling": pipeline.pooling,
             "normalize": pipeline.normalize,
             "max_seq_length": pipeline.max_seq_length,
-            "sha256": _sha256(onnx_path),
+            "sha256": sha256_file(onnx_path),
         }
         (staging / "export.json").write_text(json.dumps(meta, indent=2))
         # the whole serving path (tokenizers, not transformers; ONNX Runtime; pooling) against
@@ -246,7 +239,7 @@ def quantize(fp32_folder: Path, destination: Path, model_id: str) -> Path:
                     "model_id": model_id,
                     "quantization": "onnxruntime quantize_dynamic, QInt8 weights",
                     "quantized_from": meta["model_id"],
-                    "sha256": _sha256(staging / "model.onnx"),
+                    "sha256": sha256_file(staging / "model.onnx"),
                     "export_seconds": round(time.perf_counter() - started, 2),
                 },
                 indent=2,
@@ -290,7 +283,7 @@ class OnnxEncoder:
         meta = json.loads((folder / "export.json").read_text())
         if not {"sha256", "inputs", "pad_id", "pad_token", "pooling"} <= meta.keys():
             raise OnnxExportError(f"{folder} is an export of an older format; delete it")
-        if _sha256(folder / "model.onnx") != meta["sha256"]:
+        if sha256_file(folder / "model.onnx") != meta["sha256"]:
             raise OnnxExportError(
                 f"{folder / 'model.onnx'} does not match its recorded checksum; delete {folder} "
                 "to export again"

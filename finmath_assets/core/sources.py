@@ -6,13 +6,14 @@ split, the record exactly as ``datasets`` decoded it) plus provenance for the as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from finmath_assets.core.checksums import sha256_file
 
 SPLITS: tuple[str, ...] = ("validation", "test")
 EMBEDDED_DATA_DIR = Path(str(resources.files("finmath_assets") / "data" / "financemath"))
@@ -36,14 +37,6 @@ class SourceRow:
 class LoadedSource:
     rows: list[SourceRow]
     provenance: dict[str, str] = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checksums(folder: Path) -> dict[str, str]:
