@@ -81,7 +81,7 @@ class Embedder:
     """Loads the model once; encodes texts to L2-normalised float32 vectors.
 
     ``backend="torch"`` runs sentence-transformers; ``backend="onnx"`` exports the same model
-    once to ``models_dir`` and runs it with ONNX Runtime (no torch at serving time);
+    once to ``models_dir`` and runs it with ONNX Runtime (no torch needed to embed);
     ``backend="onnx-int8"`` also quantises that export to int8 weights (faster, other vectors).
     ``threads`` caps the threads one encode call uses (0: the runtime's default, every core).
     """
