@@ -5,12 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from finmath_assets.defs.assets import embeddings, features, ingestion, model, tables
+from finmath_assets.defs.automation import with_automation
+from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.constants import WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     FinanceMathSourceResource,
     MlflowTrackingResource,
     ProcessedFilesResource,
+    QualityResource,
     TrainingResource,
     WarehouseIOManager,
     WarehouseResource,
@@ -24,9 +27,19 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All definitions, wired to ``settings`` (default: read from the environment)."""
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
-    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    assets = with_automation(dg.load_assets_from_modules(ASSET_MODULES), settings)
     return dg.Definitions(
         assets=assets,
+        asset_checks=CHECKS,
+        sensors=[
+            dg.AutomationConditionSensorDefinition(
+                "finmath_automation",
+                target=dg.AssetSelection.all(),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description="Evaluates every asset's automation condition (daily re-ingest, "
+                "then eager rebuilds downstream once blocking checks pass).",
+            )
+        ],
         jobs=[
             dg.define_asset_job(
                 "finmath_job",
@@ -42,6 +55,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "processed_files": ProcessedFilesResource.from_settings(settings),
             "mlflow_tracking": MlflowTrackingResource.from_settings(settings),
             "training": TrainingResource.from_settings(settings),
+            "thresholds": QualityResource.from_settings(settings),
         },
         # One process runs every step: DuckDB takes one writer per file, the embedding model
         # loads once, and a warm run skips ~3 s of interpreter start-up per step.

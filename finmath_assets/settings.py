@@ -99,6 +99,27 @@ class Settings(BaseSettings):
     model_cv_folds: int = Field(default=5, ge=2, le=20)
     model_seed: int = Field(default=42)
 
+    ingest_cron: str = Field(
+        default="0 3 * * *",
+        description="When automation re-reads the source (cron, UTC); downstream assets follow "
+        "when their blocking checks pass.",
+    )
+    check_max_reject_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="validated_records check: largest share of raw rows that may be rejected.",
+    )
+    check_expected_labelled: int = Field(
+        default=200, ge=0, description="validated_records check: labelled records expected."
+    )
+    check_min_numeric_share: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="question_tables check: smallest share of numeric-looking cells that parse.",
+    )
+
     @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

@@ -177,8 +177,17 @@ def test_bad_rows_are_quarantined_and_good_rows_flow_on(
     folder = _bad_data_folder(tmp_path, real_validation, real_test)
     with dg.instance_for_test() as instance:
         # the data spine only: 4 labelled rows are too few to train (a clear error, tested apart)
+        # a handful of rows, bad on purpose: the checks' thresholds are for the real data and
+        # are tested on their own (test_quality, test_automation)
         run = materialize(
-            tmp_path / "home", monkeypatch, instance, selection=ASSETS, local_data_dir=folder
+            tmp_path / "home",
+            monkeypatch,
+            instance,
+            selection=ASSETS,
+            local_data_dir=folder,
+            check_max_reject_rate=1.0,
+            check_expected_labelled=4,
+            check_min_numeric_share=0.0,
         )
         rejected_meta = run.metadata("rejected_records")
     s = run.settings

@@ -3,6 +3,7 @@
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
 from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
+from finmath_assets.defs.resources.quality import QualityResource
 from finmath_assets.defs.resources.source import FinanceMathSourceResource
 from finmath_assets.defs.resources.training import TrainingResource
 from finmath_assets.defs.resources.warehouse import WarehouseIOManager, WarehouseResource
@@ -12,6 +13,7 @@ __all__ = [
     "FinanceMathSourceResource",
     "MlflowTrackingResource",
     "ProcessedFilesResource",
+    "QualityResource",
     "TrainingResource",
     "WarehouseIOManager",
     "WarehouseResource",

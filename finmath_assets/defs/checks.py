@@ -1,0 +1,174 @@
+"""Asset checks: the data-quality rules of ``core.quality`` run against the warehouse.
+
+All are blocking: a failure fails the run, skips the downstream assets in it, and (through
+``AutomationCondition.all_deps_blocking_checks_passed``) keeps automation from building on the
+bad table later. Each reads only what it needs, with SQL, through the warehouse resource.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import numpy as np
+
+from finmath_assets.core import quality
+from finmath_assets.core.features import feature_columns
+from finmath_assets.defs.assets.features import ID_COLUMNS
+from finmath_assets.defs.constants import KEY_PREFIX
+from finmath_assets.defs.resources import (
+    EmbeddingModelResource,
+    QualityResource,
+    WarehouseResource,
+)
+
+
+def _key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([KEY_PREFIX, name])
+
+
+def _validated_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    query = f"SELECT question_id FROM {KEY_PREFIX}.validated_records"
+    return [row[0] for row in conn.execute(query).fetchall()]
+
+
+def _result(outcome: quality.Outcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
+@dg.asset_check(
+    asset=_key("validated_records"),
+    blocking=True,
+    additional_deps=[_key("raw_records"), _key("rejected_records")],
+    description="At most FINMATH_CHECK_MAX_REJECT_RATE of the raw rows were quarantined.",
+)
+def reject_rate(warehouse: WarehouseResource, thresholds: QualityResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        (n_raw,) = conn.execute(f"SELECT count(*) FROM {KEY_PREFIX}.raw_records").fetchone()
+        (n_rejected,) = conn.execute(
+            f"SELECT count(*) FROM {KEY_PREFIX}.rejected_records"
+        ).fetchone()
+    return _result(quality.reject_rate(n_raw, n_rejected, thresholds.max_reject_rate))
+
+
+@dg.asset_check(asset=_key("validated_records"), blocking=True)
+def unique_question_ids(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        ids = _validated_ids(conn)
+    return _result(quality.unique_ids(ids))
+
+
+@dg.asset_check(
+    asset=_key("validated_records"),
+    blocking=True,
+    description="The number of labelled records is FINMATH_CHECK_EXPECTED_LABELLED.",
+)
+def labelled_count(
+    warehouse: WarehouseResource, thresholds: QualityResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        (n,) = conn.execute(
+            f"SELECT count(*) FROM {KEY_PREFIX}.validated_records WHERE ground_truth IS NOT NULL"
+        ).fetchone()
+    return _result(quality.labelled_count(n, thresholds.expected_labelled))
+
+
+@dg.asset_check(
+    asset=_key("question_tables"),
+    blocking=True,
+    description="At least FINMATH_CHECK_MIN_NUMERIC_SHARE of the cells with a digit parsed.",
+)
+def numeric_cells_parse(
+    warehouse: WarehouseResource, thresholds: QualityResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            f"SELECT cell_text, value IS NOT NULL FROM {KEY_PREFIX}.question_tables"
+        ).fetchall()
+    return _result(
+        quality.numeric_parse_share(
+            [r[0] for r in rows], [r[1] for r in rows], thresholds.min_numeric_share
+        )
+    )
+
+
+@dg.asset_check(
+    asset=_key("question_embeddings"),
+    blocking=True,
+    additional_deps=[_key("validated_records")],
+    description="One finite unit vector of the model's dimension per validated record.",
+)
+def embeddings_are_sound(
+    warehouse: WarehouseResource, embedding_model: EmbeddingModelResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            f"SELECT question_id, embedding FROM {KEY_PREFIX}.question_embeddings"
+        ).fetchall()
+        expected = _validated_ids(conn)
+    vectors = np.array([r[1] for r in rows], dtype=np.float64)
+    dimension = embedding_model.get_embedder().dimension  # the configured model's, not the data's
+    return _result(quality.embeddings([r[0] for r in rows], vectors, expected, dimension))
+
+
+@dg.asset_check(
+    asset=_key("features"),
+    blocking=True,
+    additional_deps=[_key("validated_records"), _key("question_embeddings")],
+    description="A row per validated record, the feature code's exact column list, and no "
+    "all-null column.",
+)
+def feature_table_is_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    table = f"{KEY_PREFIX}.features"
+    with warehouse.get_connection() as conn:
+        columns = [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()]
+        features = [c for c in columns if c not in ID_COLUMNS]
+        counts = conn.execute(
+            "SELECT count(*), " + ", ".join(f'count("{c}")' for c in features) + f" FROM {table}"
+        ).fetchone()
+        (n_records,) = conn.execute(
+            f"SELECT count(*) FROM {KEY_PREFIX}.validated_records"
+        ).fetchone()
+        (dim,) = conn.execute(
+            f"SELECT max(len(embedding)) FROM {KEY_PREFIX}.question_embeddings"
+        ).fetchone()
+    all_null = [c for c, n in zip(features, counts[1:], strict=True) if n == 0]
+    return _result(
+        quality.feature_table(features, all_null, counts[0], feature_columns(dim or 0), n_records)
+    )
+
+
+@dg.asset_check(
+    asset=_key("answer_model"),
+    blocking=True,
+    description="The champion (the model the service and batch predictions use) beats the "
+    "median baseline on cross-validation. The promotion gate already refuses a challenger "
+    "that does not; this makes it visible and blocks the report and batch predictions when "
+    "no champion does.",
+)
+def champion_beats_median_baseline(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        promoted, trained, before, baseline = conn.execute(
+            "SELECT promoted, cv_signed_log_mae, champion_metric_before, "
+            f"cv_median_baseline_signed_log_mae FROM {KEY_PREFIX}.answer_model"
+        ).fetchone()
+    champion = trained if promoted else before
+    if champion is None:
+        return dg.AssetCheckResult(
+            passed=False, description="there is no champion: no version passed the gate"
+        )
+    return _result(quality.beats_baseline(champion, baseline, "champion cv_signed_log_mae"))
+
+
+CHECKS = [
+    reject_rate,
+    unique_question_ids,
+    labelled_count,
+    numeric_cells_parse,
+    embeddings_are_sound,
+    feature_table_is_complete,
+    champion_beats_median_baseline,
+]
