@@ -4,23 +4,38 @@ from __future__ import annotations
 
 import dagster as dg
 
-from finmath_assets.defs.assets import embeddings, features, ingestion, model, tables
-from finmath_assets.defs.automation import with_automation
+from finmath_assets.defs.alerts import (
+    build_check_failure_alerts,
+    build_freshness_alerts,
+    run_failure_alerts,
+)
+from finmath_assets.defs.assets import (
+    embeddings,
+    features,
+    ingestion,
+    model,
+    monitoring,
+    tables,
+)
+from finmath_assets.defs.automation import FRESHNESS_ASSETS, with_automation
 from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.constants import WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
+    AlertSinkResource,
     EmbeddingModelResource,
     FinanceMathSourceResource,
     MlflowTrackingResource,
+    MonitoringResource,
     ProcessedFilesResource,
     QualityResource,
     TrainingResource,
     WarehouseIOManager,
     WarehouseResource,
 )
+from finmath_assets.defs.sensors import build_inference_log_sensor
 from finmath_assets.settings import Settings
 
-ASSET_MODULES = [ingestion, tables, embeddings, features, model]
+ASSET_MODULES = [ingestion, tables, embeddings, features, model, monitoring]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -38,7 +53,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 description="Evaluates every asset's automation condition (daily re-ingest, "
                 "then eager rebuilds downstream once blocking checks pass).",
-            )
+            ),
+            build_check_failure_alerts([k for c in CHECKS for k in c.check_keys]),
+            build_freshness_alerts(list(FRESHNESS_ASSETS)),
+            run_failure_alerts,
+            build_inference_log_sensor(settings.inference_log_dir),
         ],
         jobs=[
             dg.define_asset_job(
@@ -56,6 +75,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "mlflow_tracking": MlflowTrackingResource.from_settings(settings),
             "training": TrainingResource.from_settings(settings),
             "thresholds": QualityResource.from_settings(settings),
+            "alerts": AlertSinkResource.from_settings(settings),
+            "monitor": MonitoringResource.from_settings(settings),
         },
         # One process runs every step: DuckDB takes one writer per file, the embedding model
         # loads once, and a warm run skips ~3 s of interpreter start-up per step.

@@ -104,6 +104,29 @@ class Settings(BaseSettings):
         description="When automation re-reads the source (cron, UTC); downstream assets follow "
         "when their blocking checks pass.",
     )
+    freshness_warn_hours: float = Field(
+        default=26, gt=0, description="Freshness policy: warn when older than this."
+    )
+    freshness_fail_hours: float = Field(
+        default=48, gt=0, description="Freshness policy: fail when older than this."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Also POST alerts here as Slack-compatible JSON (they always go to the run "
+        "log and FINMATH_HOME/alerts.jsonl).",
+    )
+    drift_min_rows: int = Field(
+        default=200,
+        ge=2,
+        description="drift_report compares the inference log once it holds this many "
+        "predictions, the unlabelled test split before that.",
+    )
+    drift_max_share: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="drift_report check (warn): largest share of drifted columns.",
+    )
     check_max_reject_rate: float = Field(
         default=0.01,
         ge=0,
@@ -144,6 +167,11 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifact_location_value(self) -> str:
         return self.mlflow_artifact_location or (self.home / "mlartifacts").as_uri()
+
+    @property
+    def inference_log_dir(self) -> Path:
+        """Where the service appends predictions and the inference_log asset reads them."""
+        return self.home / "inference_log"
 
     @property
     def model_cache_dir_value(self) -> Path:

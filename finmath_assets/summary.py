@@ -10,10 +10,16 @@ import sys
 
 import duckdb
 
-from finmath_assets.defs.constants import DATA_SPINE_ASSETS, MODEL_ASSETS
+from finmath_assets.defs.constants import DATA_SPINE_ASSETS, MODEL_ASSETS, MONITORING_ASSETS
 from finmath_assets.settings import Settings
 
-TABLES = (*DATA_SPINE_ASSETS, *MODEL_ASSETS, "model_evaluations")
+TABLES = (
+    *DATA_SPINE_ASSETS,
+    *MODEL_ASSETS,
+    "model_evaluations",
+    *MONITORING_ASSETS,
+    "drift_history",
+)
 
 
 def _print_model(settings: Settings) -> None:
@@ -43,6 +49,26 @@ def _print_model(settings: Settings) -> None:
     )
 
 
+def _print_monitoring(settings: Settings) -> None:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        try:
+            latest = conn.execute(
+                "SELECT current_source, current_rows, drift_share, drifted_columns, report "
+                "FROM finmath.drift_history ORDER BY created_at DESC LIMIT 1"
+            ).fetchone()
+        except duckdb.CatalogException:
+            latest = None
+    if latest is None:
+        print("drift report: missing (the monitoring assets have not run)")
+        return
+    source, rows, share, drifted, report = latest
+    print(f"drift report: {share:.0%} of columns drifted ({rows:,} rows of {source}): {report}")
+    if drifted:
+        print(f"  drifted: {', '.join(drifted)}")
+    regression = settings.processed_dir / "reports" / "regression_quality_report.html"
+    print(f"regression quality report: {regression}{'' if regression.exists() else ' (missing)'}")
+
+
 def main() -> int:
     settings = Settings()
     if not settings.warehouse_path.exists():
@@ -67,6 +93,7 @@ def main() -> int:
     parquet = settings.processed_dir / "finance_math_features.parquet"
     print(f"features parquet: {parquet}{'' if parquet.exists() else ' (missing)'}")
     _print_model(settings)
+    _print_monitoring(settings)
     print(f"dagster home: {settings.dagster_home}  (UI: make dev)")
     return 0
 

@@ -19,6 +19,7 @@ CHECKS = {
     "embeddings_are_sound",
     "feature_table_is_complete",
     "champion_beats_median_baseline",
+    "drift_share_within_limit",
 }
 VALIDATION = ["validated_records", "rejected_records"]  # one multi-asset step
 

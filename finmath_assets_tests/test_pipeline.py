@@ -16,6 +16,8 @@ import pandas as pd
 from finmath_assets.core.features import feature_columns, features_from_request
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
+from finmath_assets.defs.checks import CHECKS
+from finmath_assets.defs.constants import MODEL_ASSETS, MONITORING_ASSETS
 from finmath_assets_tests.conftest import Materialized, materialize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,8 +223,10 @@ def test_warehouse_assets_share_the_single_writer_pool() -> None:
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()}
-    model_assets = ["answer_model", "cv_predictions", "evaluation_report", "batch_predictions"]
-    assert pools == {f"finmath/{name}": {"duckdb"} for name in ASSETS + model_assets}
+    names = [*ASSETS, *MODEL_ASSETS, *MONITORING_ASSETS]
+    assert pools == {f"finmath/{name}": {"duckdb"} for name in names}
+    # the checks read the warehouse: they queue behind writers too
+    assert {pool for c in CHECKS for pool in c.op.pools} == {"duckdb"}
     instance_config = (ROOT / "dagster.yaml").read_text()
     with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
         assert inst.get_concurrency_config().pool_config.default_pool_limit == 1

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         state = ModelState(load, None if serving.model_uri else poll, embedder, on_change)
         model = await asyncio.to_thread(state.load_initial)  # raises: refuse to start
         log.info("serving %s v%s (run %s)", model.name, model.version, model.run_id)
-        writer = InferenceLogWriter(settings.home / "inference_log", serving.log_flush_seconds)
+        writer = InferenceLogWriter(settings.inference_log_dir, serving.log_flush_seconds)
         writer.start()
         batcher: MicroBatcher[Query, Answer] = MicroBatcher(
             lambda queries: predict_batch(queries, embedder, state),

@@ -159,3 +159,12 @@ def beats_baseline(model_metric: float, baseline_metric: float, metric: str) -> 
         description=f"{metric} {model_metric:.4f} vs median baseline {baseline_metric:.4f}",
         metadata={"model": model_metric, "median_baseline": baseline_metric, "metric": metric},
     )
+
+
+def drift_share(share: float, max_share: float, drifted: Sequence[str]) -> Outcome:
+    """At most ``max_share`` of the tested columns may have drifted."""
+    return Outcome(
+        passed=share <= max_share,
+        description=f"{share:.0%} of the tested columns drifted (limit {max_share:.0%})",
+        metadata={"drift_share": share, "drifted_columns": list(drifted)},
+    )

@@ -1,5 +1,6 @@
-"""Declarative automation: the source is re-read on a schedule, and everything downstream
-rebuilds when its inputs change, but only once their blocking checks have passed.
+"""Declarative automation and freshness: the source is re-read on a schedule, everything
+downstream rebuilds when its inputs change, but only once their blocking checks have passed, and
+the source and the model carry freshness policies (alerted on by ``defs.alerts``).
 
 Plain ``eager()`` would still request the children of an asset whose blocking check failed (the
 bad table is already written when the check runs); ``all_deps_blocking_checks_passed()`` is what
@@ -9,6 +10,7 @@ stops it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import dagster as dg
 
@@ -16,6 +18,9 @@ from finmath_assets.defs.constants import KEY_PREFIX
 from finmath_assets.settings import Settings
 
 SOURCE_ASSET = dg.AssetKey([KEY_PREFIX, "raw_records"])
+FRESHNESS_ASSETS = tuple(
+    dg.AssetKey([KEY_PREFIX, name]) for name in ("raw_records", "answer_model", "drift_report")
+)
 
 
 def downstream_condition() -> dg.AutomationCondition:
@@ -31,6 +36,14 @@ def with_automation(
             if spec.key == SOURCE_ASSET
             else downstream_condition()
         )
-        return spec.replace_attributes(automation_condition=condition)
+        freshness = (
+            dg.FreshnessPolicy.time_window(
+                fail_window=timedelta(hours=settings.freshness_fail_hours),
+                warn_window=timedelta(hours=settings.freshness_warn_hours),
+            )
+            if spec.key in FRESHNESS_ASSETS
+            else None
+        )
+        return spec.replace_attributes(automation_condition=condition, freshness_policy=freshness)
 
     return list(dg.map_asset_specs(apply, assets))

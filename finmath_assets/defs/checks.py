@@ -1,8 +1,9 @@
 """Asset checks: the data-quality rules of ``core.quality`` run against the warehouse.
 
-All are blocking: a failure fails the run, skips the downstream assets in it, and (through
-``AutomationCondition.all_deps_blocking_checks_passed``) keeps automation from building on the
-bad table later. Each reads only what it needs, with SQL, through the warehouse resource.
+All but the drift check are blocking: a failure fails the run, skips the downstream assets in
+it, and (through ``AutomationCondition.all_deps_blocking_checks_passed``) keeps automation from
+building on the bad table later. Each reads only what it needs, with SQL, through the warehouse
+resource.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 from finmath_assets.core import quality
 from finmath_assets.core.features import feature_columns
 from finmath_assets.defs.assets.features import ID_COLUMNS
-from finmath_assets.defs.constants import KEY_PREFIX
+from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
+    MonitoringResource,
     QualityResource,
     WarehouseResource,
 )
@@ -40,6 +42,7 @@ def _result(outcome: quality.Outcome) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("validated_records"),
     blocking=True,
     additional_deps=[_key("raw_records"), _key("rejected_records")],
@@ -54,7 +57,11 @@ def reject_rate(warehouse: WarehouseResource, thresholds: QualityResource) -> dg
     return _result(quality.reject_rate(n_raw, n_rejected, thresholds.max_reject_rate))
 
 
-@dg.asset_check(asset=_key("validated_records"), blocking=True)
+@dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+    asset=_key("validated_records"),
+    blocking=True,
+)
 def unique_question_ids(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as conn:
         ids = _validated_ids(conn)
@@ -62,6 +69,7 @@ def unique_question_ids(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("validated_records"),
     blocking=True,
     description="The number of labelled records is FINMATH_CHECK_EXPECTED_LABELLED.",
@@ -77,6 +85,7 @@ def labelled_count(
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("question_tables"),
     blocking=True,
     description="At least FINMATH_CHECK_MIN_NUMERIC_SHARE of the cells with a digit parsed.",
@@ -96,6 +105,7 @@ def numeric_cells_parse(
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("question_embeddings"),
     blocking=True,
     additional_deps=[_key("validated_records")],
@@ -115,6 +125,7 @@ def embeddings_are_sound(
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("features"),
     blocking=True,
     additional_deps=[_key("validated_records"), _key("question_embeddings")],
@@ -142,6 +153,7 @@ def feature_table_is_complete(warehouse: WarehouseResource) -> dg.AssetCheckResu
 
 
 @dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
     asset=_key("answer_model"),
     blocking=True,
     description="The champion (the model the service and batch predictions use) beats the "
@@ -163,6 +175,29 @@ def champion_beats_median_baseline(warehouse: WarehouseResource) -> dg.AssetChec
     return _result(quality.beats_baseline(champion, baseline, "champion cv_signed_log_mae"))
 
 
+@dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+    asset=_key("drift_report"),
+    description="At most FINMATH_DRIFT_MAX_SHARE of the tested columns drifted (warn: drift "
+    "calls for a look and maybe a retrain, not for stopping the pipeline).",
+)
+def drift_share_within_limit(
+    warehouse: WarehouseResource, monitor: MonitoringResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        share, drifted = conn.execute(
+            f"SELECT drift_share, drifted_columns FROM {KEY_PREFIX}.drift_history "
+            "ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+    outcome = quality.drift_share(share, monitor.max_drift_share, drifted)
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata=outcome.metadata,
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
 CHECKS = [
     reject_rate,
     unique_question_ids,
@@ -171,4 +206,5 @@ CHECKS = [
     embeddings_are_sound,
     feature_table_is_complete,
     champion_beats_median_baseline,
+    drift_share_within_limit,
 ]

@@ -14,3 +14,4 @@ DATA_SPINE_ASSETS = (
     "features",
 )
 MODEL_ASSETS = ("answer_model", "cv_predictions", "evaluation_report", "batch_predictions")
+MONITORING_ASSETS = ("inference_log", "drift_report", "regression_quality_report")

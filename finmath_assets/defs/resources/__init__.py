@@ -1,7 +1,9 @@
 """Resources, one module per external system."""
 
+from finmath_assets.defs.resources.alerts import AlertSinkResource
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
 from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
+from finmath_assets.defs.resources.monitoring import MonitoringResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
 from finmath_assets.defs.resources.quality import QualityResource
 from finmath_assets.defs.resources.source import FinanceMathSourceResource
@@ -9,9 +11,11 @@ from finmath_assets.defs.resources.training import TrainingResource
 from finmath_assets.defs.resources.warehouse import WarehouseIOManager, WarehouseResource
 
 __all__ = [
+    "AlertSinkResource",
     "EmbeddingModelResource",
     "FinanceMathSourceResource",
     "MlflowTrackingResource",
+    "MonitoringResource",
     "ProcessedFilesResource",
     "QualityResource",
     "TrainingResource",

@@ -1,0 +1,106 @@
+"""Alert sensors: failed asset checks, freshness failures and failed runs become alerts through
+the ``AlertSinkResource`` (run log, ``FINMATH_HOME/alerts.jsonl``, optional webhook).
+
+OSS Dagster shows these states in the UI but sends nothing; these sensors are the bridge. Each
+keeps a cursor, so an event alerts once.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (  # not re-exported by dagster
+    AssetCheckExecutionRecordStatus,
+)
+
+from finmath_assets.defs.resources import AlertSinkResource
+
+ALERTING_STATES = {"WARN", "FAIL"}
+
+
+def build_check_failure_alerts(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
+    """A sensor alerting once for each failed evaluation of ``check_keys``.
+
+    Reads each check's latest execution (works on every event-log storage, including the
+    run-sharded sqlite default, where cross-run event cursors are refused).
+    """
+
+    @dg.sensor(
+        name="check_failure_alerts",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts on every failed asset-check evaluation.",
+    )
+    def check_failure_alerts(
+        context: dg.SensorEvaluationContext, alerts: AlertSinkResource
+    ) -> dg.SkipReason:
+        alerted: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            check_keys
+        )
+        sent = 0
+        for key, record in latest.items():
+            name = key.to_user_string()
+            if record.status != AssetCheckExecutionRecordStatus.FAILED or alerted.get(name) == (
+                record.id
+            ):
+                continue
+            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+            alerts.send(
+                "asset_check_failed",
+                f"{key.asset_key.to_user_string()}:{key.name}",
+                evaluation.description or "check failed",
+                {"run_id": record.run_id, "blocking": evaluation.blocking},
+            )
+            alerted[name] = record.id
+            sent += 1
+        context.update_cursor(json.dumps(alerted, sort_keys=True))
+        return dg.SkipReason(f"{len(latest)} checks read, {sent} alerts sent")
+
+    return check_failure_alerts
+
+
+def build_freshness_alerts(keys: list[dg.AssetKey]) -> dg.SensorDefinition:
+    """A sensor alerting when an asset with a freshness policy turns WARN or FAIL."""
+
+    @dg.sensor(
+        name="freshness_alerts",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts when an asset's freshness state turns WARN or FAIL.",
+    )
+    def freshness_alerts(
+        context: dg.SensorEvaluationContext, alerts: AlertSinkResource
+    ) -> dg.SkipReason:
+        previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        records = context.instance.get_freshness_state_records(keys)
+        current = {k.to_user_string(): r.freshness_state.value for k, r in records.items()}
+        sent = 0
+        for name, state in current.items():
+            if state in ALERTING_STATES and previous.get(name) != state:
+                alerts.send(
+                    "freshness",
+                    name,
+                    f"freshness state {previous.get(name, 'UNKNOWN')} -> {state}",
+                    {"state": state},
+                )
+                sent += 1
+        context.update_cursor(json.dumps({**previous, **current}, sort_keys=True))
+        return dg.SkipReason(f"{len(current)} freshness states read, {sent} alerts sent")
+
+    return freshness_alerts
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts on every failed run (a failed blocking check fails its run too).",
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkResource) -> None:
+    run = context.dagster_run
+    alerts.send(
+        "run_failed",
+        run.job_name,
+        context.failure_event.message or "run failed",
+        {"run_id": run.run_id},
+    )
