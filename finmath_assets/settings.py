@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         return self.mlflow_artifact_location or (self.home / "mlartifacts").as_uri()
 
     @property
+    def drift_summary_path(self) -> Path:
+        """The latest drift share, written by drift_report, published by the service."""
+        return self.processed_dir / "reports" / "drift_latest.json"
+
+    @property
     def inference_log_dir(self) -> Path:
         """Where the service appends predictions and the inference_log asset reads them."""
         return self.home / "inference_log"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("FINMATH_MODEL_CACHE_DIR", tempfile.mkdtemp(prefix="finmath-test-models-"))
 
 import dagster as dg
+import httpx
 import pytest
 
 from finmath_assets.core.embeddings import Embedder
@@ -100,3 +106,66 @@ def warm_copy(materialized_real: Materialized, tmp_path: Path) -> Path:
     home.mkdir()
     shutil.copy(materialized_real.settings.warehouse_path, home / "warehouse.duckdb")
     return home
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
+    """Settings whose MLflow store is a private copy (tests move aliases freely)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
+    return Settings(home=home, hf_cache_dir=tmp_path / "hf")
+
+
+@contextlib.contextmanager
+def service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """``uvicorn serving.app:app`` as its own process (the load test's client then does not
+    share the server's GIL), configured through the environment like ``make serve``."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")},
+        "FINMATH_HOME": str(settings.home),
+        "FINMATH_MODEL_CACHE_DIR": str(settings.model_cache_dir_value),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path / "uvicorn.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.app:app", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's prometheus package (promtool and prometheus), installed on first need."""
+    if not (shutil.which("promtool") and shutil.which("prometheus")):
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        for command in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "prometheus"],
+        ):
+            subprocess.run(command, check=True, env=env, capture_output=True)
+    return shutil.which("promtool") or "promtool"

@@ -3,11 +3,6 @@
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from finmath_assets.core.registry import LoadedModel, load_model
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized
+from finmath_assets_tests.conftest import Materialized, free_port, service_process
 from serving.app import create_app
 from serving.model_state import ModelCompatibilityError, ModelState, check_compatible
 from serving.settings import ServingSettings
@@ -30,16 +25,10 @@ from serving.settings import ServingSettings
 MODEL = "finmath-answer-regressor"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Service:
     def __init__(self, settings: Settings, serving: ServingSettings) -> None:
         self.settings = settings
-        self.port = _free_port()
+        self.port = free_port()
         self.app = create_app(settings, serving)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
@@ -64,15 +53,6 @@ class Service:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-@pytest.fixture
-def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
-    """Settings whose MLflow store is a private copy (tests move aliases freely)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
-    return Settings(home=home, hf_cache_dir=tmp_path / "hf")
 
 
 @pytest.fixture
@@ -229,6 +209,15 @@ def test_metrics_rise_and_inference_log_receives_rows(
     assert _metric(after, "finmath_prediction_value_count") >= 3
     assert _metric(after, "finmath_inference_batch_size_count") >= 3
     assert _metric(after, "finmath_model_ready") == 1
+    # the pipeline's latest drift share, published from the file drift_report writes
+    assert _metric(after, "finmath_drift_share") == -1  # no drift report yet
+    registry_copy.drift_summary_path.parent.mkdir(parents=True, exist_ok=True)
+    registry_copy.drift_summary_path.write_text(
+        json.dumps({"drift_share": 0.0625, "embedding_drift_share": 0.05})
+    )
+    published = httpx.get(f"{service.url}/metrics", timeout=30).text
+    assert _metric(published, "finmath_drift_share") == 0.0625
+    assert _metric(published, "finmath_embedding_drift_share") == 0.05
     assert 'finmath_model_info{alias="champion"' in after
     rows = _inference_log(registry_copy, at_least=3)
     assert {"timestamp", "request_id", "model_version", "prediction", "features"} <= set(rows[0])
@@ -280,41 +269,6 @@ def test_hot_reload_and_broken_version(service: Service, registry_copy: Settings
     assert errors == []
 
 
-@contextlib.contextmanager
-def _service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    """``uvicorn serving.app:app`` as its own process (the load test's client then does not
-    share the server's GIL), configured through the environment like ``make serve``."""
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")},
-        "FINMATH_HOME": str(settings.home),
-        "FINMATH_MODEL_CACHE_DIR": str(settings.model_cache_dir_value),
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (tmp_path / "uvicorn.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "serving.app:app", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
-
-
 def test_bounded_load_gives_no_errors(
     registry_copy: Settings, materialized_real: Materialized, tmp_path: Path
 ) -> None:
@@ -333,7 +287,7 @@ def test_bounded_load_gives_no_errors(
         async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
             await asyncio.gather(*(worker(http) for _ in range(concurrency)))
 
-    with _service_process(registry_copy, tmp_path) as url:
+    with service_process(registry_copy, tmp_path) as url:
         asyncio.run(load(url))
         metrics = httpx.get(f"{url}/metrics").text
     assert len(statuses) == total and set(statuses) == {200}

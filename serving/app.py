@@ -230,6 +230,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        metrics.refresh_drift(settings.drift_summary_path)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics = metrics

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -42,8 +45,37 @@ class ServiceMetrics:
         self.model_info = Info("finmath_model", "The model being served", registry=r)
         self.model_ready = Gauge("finmath_model_ready", "1 when a model is loaded", registry=r)
         self.reloads = Counter("finmath_model_reloads", "Successful hot reloads", registry=r)
+        self.drift_share = Gauge(
+            "finmath_drift_share",
+            "Share of drifted feature columns in the latest drift_report (-1: none yet)",
+            registry=r,
+        )
+        self.embedding_drift_share = Gauge(
+            "finmath_embedding_drift_share",
+            "Share of drifted embedding dimensions in the latest drift_report (-1: none yet)",
+            registry=r,
+        )
+        self.drift_share.set(-1)
+        self.embedding_drift_share.set(-1)
+        self._drift_stamp: float | None = None
         self.reload_failures = Counter(
             "finmath_model_reload_failures",
             "Failed hot reloads (the old model kept serving)",
             registry=r,
         )
+
+    def refresh_drift(self, path: Path) -> None:
+        """Publish the pipeline's latest drift summary (a small JSON file, re-read only when it
+        changes); a missing or unreadable file leaves the gauges as they were."""
+        try:
+            stamp = path.stat().st_mtime
+            if stamp == self._drift_stamp:
+                return
+            summary = json.loads(path.read_text())
+            self.drift_share.set(float(summary["drift_share"]))
+            self.embedding_drift_share.set(float(summary["embedding_drift_share"]))
+            self._drift_stamp = stamp
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logging.getLogger(__name__).warning("cannot read drift summary %s: %s", path, exc)

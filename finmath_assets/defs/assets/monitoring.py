@@ -1,6 +1,7 @@
 """Monitoring: inference_log (the service's prediction files) -> drift_report; cv_predictions ->
 regression_quality_report. Reports are Evidently HTML under FINMATH_HOME/processed/reports/."""
 
+import json
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -93,6 +94,18 @@ def drift_report(
     snapshot, summary = monitoring.drift_report(reference, current, columns)
     path = processed_files.write_text(snapshot.get_html_str(as_iframe=False), monitor.drift_html)
     created = datetime.now(UTC)
+    # the inference service publishes these as Prometheus gauges (it never opens the warehouse)
+    processed_files.write_text(
+        json.dumps(
+            {
+                "created_at": created.isoformat(),
+                "current_source": source,
+                "drift_share": summary.drift_share,
+                "embedding_drift_share": summary.embedding_drift_share,
+            }
+        ),
+        monitor.drift_json,
+    )
     _append_history(
         warehouse,
         {

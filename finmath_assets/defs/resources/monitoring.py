@@ -16,6 +16,9 @@ class MonitoringResource(dg.ConfigurableResource):
     max_drift_share: float = 0.3
     drift_html: str = "reports/drift_report.html"
     regression_html: str = "reports/regression_quality_report.html"
+    drift_json: str = (
+        "reports/drift_latest.json"  # Settings.drift_summary_path; the service reads it
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitoringResource:
