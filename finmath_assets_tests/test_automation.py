@@ -20,6 +20,7 @@ CHECKS = {
     "feature_table_is_complete",
     "champion_beats_median_baseline",
     "drift_share_within_limit",
+    "ground_truth_reproducible",
 }
 VALIDATION = ["validated_records", "rejected_records"]  # one multi-asset step
 

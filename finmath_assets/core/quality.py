@@ -168,3 +168,30 @@ def drift_share(share: float, max_share: float, drifted: Sequence[str]) -> Outco
         description=f"{share:.0%} of the tested columns drifted (limit {max_share:.0%})",
         metadata={"drift_share": share, "drifted_columns": list(drifted)},
     )
+
+
+def reproducible(
+    question_ids: Sequence[str],
+    ground_truths: Sequence[float],
+    statuses: Sequence[str],
+    values: Sequence[float | None],
+) -> Outcome:
+    """Each labelled record's ``python_solution``, executed, gives its ``ground_truth`` at three
+    decimals (the field is rounded to three; the paper scores against the executed value)."""
+    failures = [(q, s) for q, s in zip(question_ids, statuses, strict=True) if s != "ok"]
+    mismatches = [
+        (q, round(v, 3), g)
+        for q, g, s, v in zip(question_ids, ground_truths, statuses, values, strict=True)
+        if s == "ok" and v is not None and round(v, 3) != round(g, 3)
+    ]
+    return Outcome(
+        passed=not failures and not mismatches,
+        description=f"{len(question_ids) - len(failures) - len(mismatches)} of "
+        f"{len(question_ids)} programs reproduce their ground truth; {len(mismatches)} "
+        f"mismatches, {len(failures)} failures",
+        metadata={
+            "programs": len(question_ids),
+            "mismatches": [f"{q}: got {v}, ground truth {g}" for q, v, g in mismatches[:20]],
+            "failures": [f"{q}: {s}" for q, s in failures[:20]],
+        },
+    )

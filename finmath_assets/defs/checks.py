@@ -1,18 +1,19 @@
 """Asset checks: the data-quality rules of ``core.quality`` run against the warehouse.
 
-All but the drift check are blocking: a failure fails the run, skips the downstream assets in
-it, and (through ``AutomationCondition.all_deps_blocking_checks_passed``) keeps automation from
-building on the bad table later. Each reads only what it needs, with SQL, through the warehouse
-resource.
+All but the drift and ground-truth checks are blocking: a failure fails the run, skips the
+downstream assets in it, and (through ``AutomationCondition.all_deps_blocking_checks_passed``)
+keeps automation from building on the bad table later. Each reads only what it needs, with SQL,
+through the warehouse resource.
 """
 
-from __future__ import annotations
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import duckdb
 import numpy as np
 
-from finmath_assets.core import quality
+from finmath_assets.core import quality, sandbox
 from finmath_assets.core.features import feature_columns
 from finmath_assets.defs.assets.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX
@@ -82,6 +83,42 @@ def labelled_count(
             f"SELECT count(*) FROM {KEY_PREFIX}.validated_records WHERE ground_truth IS NOT NULL"
         ).fetchone()
     return _result(quality.labelled_count(n, thresholds.expected_labelled))
+
+
+@dg.asset_check(
+    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+    asset=_key("validated_records"),
+    description="Each labelled record's python_solution, run in the sandbox (core/sandbox.py: "
+    "bubblewrap, no network, read-only filesystem, time and memory limits), reproduces its "
+    "ground_truth at 3 decimals. Warn: a mismatch is a data question, not a broken pipeline.",
+)
+def ground_truth_reproducible(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            "SELECT question_id, python_solution, ground_truth "
+            f"FROM {KEY_PREFIX}.validated_records WHERE ground_truth IS NOT NULL "
+            "ORDER BY question_id"
+        ).fetchall()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each program is its own process
+        results = list(pool.map(lambda row: sandbox.run_solution(row[1] or ""), rows))
+    context.log.info(
+        f"ran {len(rows)} programs in {time.perf_counter() - started:.1f} s ({sandbox.isolation()})"
+    )
+    outcome = quality.reproducible(
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        [r.status for r in results],
+        [r.value for r in results],
+    )
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        description=outcome.description,
+        metadata={**outcome.metadata, "isolation": sandbox.isolation()},
+        severity=dg.AssetCheckSeverity.WARN,
+    )
 
 
 @dg.asset_check(
@@ -202,6 +239,7 @@ CHECKS = [
     reject_rate,
     unique_question_ids,
     labelled_count,
+    ground_truth_reproducible,
     numeric_cells_parse,
     embeddings_are_sound,
     feature_table_is_complete,
