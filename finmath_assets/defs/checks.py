@@ -6,6 +6,7 @@ keeps automation from building on the bad table later. Each reads only what it n
 through the warehouse resource.
 """
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,16 +35,24 @@ def _validated_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [row[0] for row in conn.execute(query).fetchall()]
 
 
-def _result(outcome: quality.Outcome) -> dg.AssetCheckResult:
+def _result(
+    outcome: quality.Outcome,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    **metadata: object,
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=outcome.passed,
         description=outcome.description,
-        metadata=outcome.metadata,
+        metadata={**outcome.metadata, **metadata},
+        severity=severity,
     )
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+# every check reads the warehouse: in the duckdb pool, it never runs beside another run's writer
+warehouse_check = functools.partial(dg.asset_check, pool=DUCKDB_POOL)
+
+
+@warehouse_check(
     asset=_key("validated_records"),
     blocking=True,
     additional_deps=[_key("raw_records"), _key("rejected_records")],
@@ -58,8 +67,7 @@ def reject_rate(warehouse: WarehouseResource, thresholds: QualityResource) -> dg
     return _result(quality.reject_rate(n_raw, n_rejected, thresholds.max_reject_rate))
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("validated_records"),
     blocking=True,
 )
@@ -69,8 +77,7 @@ def unique_question_ids(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _result(quality.unique_ids(ids))
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("validated_records"),
     blocking=True,
     description="The number of labelled records is FINMATH_CHECK_EXPECTED_LABELLED.",
@@ -85,8 +92,7 @@ def labelled_count(
     return _result(quality.labelled_count(n, thresholds.expected_labelled))
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("validated_records"),
     description="Each labelled record's python_solution, run in the sandbox (core/sandbox.py: "
     "bubblewrap, no network, read-only filesystem, time and memory limits), reproduces its "
@@ -113,16 +119,10 @@ def ground_truth_reproducible(
         [r.status for r in results],
         [r.value for r in results],
     )
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata={**outcome.metadata, "isolation": sandbox.isolation()},
-        severity=dg.AssetCheckSeverity.WARN,
-    )
+    return _result(outcome, dg.AssetCheckSeverity.WARN, isolation=sandbox.isolation())
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("question_tables"),
     blocking=True,
     description="At least FINMATH_CHECK_MIN_NUMERIC_SHARE of the cells with a digit parsed.",
@@ -141,8 +141,7 @@ def numeric_cells_parse(
     )
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("question_embeddings"),
     blocking=True,
     additional_deps=[_key("validated_records")],
@@ -161,8 +160,7 @@ def embeddings_are_sound(
     return _result(quality.embeddings([r[0] for r in rows], vectors, expected, dimension))
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("features"),
     blocking=True,
     additional_deps=[_key("validated_records"), _key("question_embeddings")],
@@ -189,8 +187,7 @@ def feature_table_is_complete(warehouse: WarehouseResource) -> dg.AssetCheckResu
     )
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("answer_model"),
     blocking=True,
     description="The champion (the model the service and batch predictions use) beats the "
@@ -212,8 +209,7 @@ def champion_beats_median_baseline(warehouse: WarehouseResource) -> dg.AssetChec
     return _result(quality.beats_baseline(champion, baseline, "champion cv_signed_log_mae"))
 
 
-@dg.asset_check(
-    pool=DUCKDB_POOL,  # reads the warehouse: never beside another run's writer
+@warehouse_check(
     asset=_key("drift_report"),
     description="At most FINMATH_DRIFT_MAX_SHARE of the tested columns drifted (warn: drift "
     "calls for a look and maybe a retrain, not for stopping the pipeline).",
@@ -227,12 +223,7 @@ def drift_share_within_limit(
             "ORDER BY created_at DESC LIMIT 1"
         ).fetchone()
     outcome = quality.drift_share(share, monitor.max_drift_share, drifted)
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        description=outcome.description,
-        metadata=outcome.metadata,
-        severity=dg.AssetCheckSeverity.WARN,
-    )
+    return _result(outcome, dg.AssetCheckSeverity.WARN)
 
 
 CHECKS = [
