@@ -80,9 +80,9 @@ def main() -> int:
             try:
                 count = conn.execute(f"SELECT count(*) FROM finmath.{table}").fetchone()[0]
             except duckdb.CatalogException:
-                print(f"  finmath.{table:<22} missing")
+                print(f"  finmath.{table:<26} missing")
                 continue
-            print(f"  finmath.{table:<22} {count:>7,} rows")
+            print(f"  finmath.{table:<26} {count:>7,} rows")
         labelled = conn.execute(
             "SELECT count(*) FROM finmath.validated_records WHERE ground_truth IS NOT NULL"
         ).fetchone()[0]

@@ -278,7 +278,8 @@ def test_make_run_command_materialises_and_summarises(warm_copy: Path) -> None:
         timeout=60,
     )
     assert summary.returncode == 0, summary.stderr
-    assert "finmath.validated_records        1,200 rows" in summary.stdout
+    assert f"finmath.{'validated_records':<26} {'1,200':>7} rows" in summary.stdout
+    assert "drift report: " in summary.stdout and "regression quality report: " in summary.stdout
     assert "embedding dimension: 384" in summary.stdout
 
 
