@@ -55,7 +55,7 @@ def test_a_2_gb_allocation_fails() -> None:
 
 
 def test_writes_outside_the_private_tmp_fail() -> None:
-    target = Path(__file__).with_name("escaped-from-the-sandbox.txt")  # a real, writable folder
+    target = Path.home() / "escaped-from-the-finmath-sandbox.txt"  # writable here, outside /tmp
     result = run_solution(
         f"def solution():\n    open({str(target)!r}, 'w').write('x')\n    return 1\n"
     )

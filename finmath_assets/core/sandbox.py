@@ -79,13 +79,22 @@ def _limit(limits: Limits) -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _interpreter_paths_under_tmp() -> list[str]:
+    """The interpreter's folders that the private ``/tmp`` would hide (a checkout or venv under
+    /tmp, as in a CI clone): bound back in, read-only."""
+    paths = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent)}
+    return sorted(p for p in paths if Path(p).resolve().is_relative_to("/tmp"))
+
+
 def _command(folder: Path) -> list[str]:
     python = [sys.executable, "-I"]
     if shutil.which("bwrap"):
+        rebind = [arg for p in _interpreter_paths_under_tmp() for arg in ("--ro-bind", p, p)]
         return [
             "bwrap",
             "--ro-bind", "/", "/",
             "--tmpfs", "/tmp",
+            *rebind,
             "--ro-bind", str(folder), "/tmp/program",
             "--dev", "/dev",
             "--proc", "/proc",
