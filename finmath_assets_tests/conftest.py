@@ -158,14 +158,20 @@ def service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+def debian_package(binary: str, package: str) -> str:
+    """The path of ``binary``, installing Debian's ``package`` first when it is missing (the
+    tests start real services; a fresh machine has none of them)."""
+    if shutil.which(binary) is None:
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+            subprocess.run(command, check=True, env=env, capture_output=True)
+    found = shutil.which(binary)
+    assert found, f"{package} installed no {binary}"
+    return found
+
+
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Debian's prometheus package (promtool and prometheus), installed on first need."""
-    if not (shutil.which("promtool") and shutil.which("prometheus")):
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "prometheus"],
-        ):
-            subprocess.run(command, check=True, env=env, capture_output=True)
-    return shutil.which("promtool") or "promtool"
+    debian_package("prometheus", "prometheus")
+    return debian_package("promtool", "prometheus")

@@ -1,9 +1,7 @@
 """The sandbox on the real gold programs and on programs that misbehave (bubblewrap is installed
 by the test set-up when missing, as Debian's package)."""
 
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,17 +9,12 @@ import pytest
 
 from finmath_assets.core import quality, sandbox
 from finmath_assets.core.sandbox import Limits, run_solution
+from finmath_assets_tests.conftest import debian_package
 
 
 @pytest.fixture(scope="module", autouse=True)
 def bubblewrap() -> None:
-    if shutil.which("bwrap") is None:
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "bubblewrap"],
-        ):
-            subprocess.run(command, check=True, env=env, capture_output=True)
+    debian_package("bwrap", "bubblewrap")
     assert sandbox.isolation() == "bubblewrap"
 
 
