@@ -20,6 +20,9 @@ from finmath_assets.core.embeddings import (
     Embedder,
 )
 
+# drift_report writes it (relative to FINMATH_HOME/processed), the service publishes it
+DRIFT_SUMMARY_FILE = "reports/drift_latest.json"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINMATH_", extra="ignore", frozen=True)
@@ -171,7 +174,7 @@ class Settings(BaseSettings):
     @property
     def drift_summary_path(self) -> Path:
         """The latest drift share, written by drift_report, published by the service."""
-        return self.processed_dir / "reports" / "drift_latest.json"
+        return self.processed_dir / DRIFT_SUMMARY_FILE
 
     @property
     def inference_log_dir(self) -> Path:

@@ -29,10 +29,11 @@ def build_inference_log_sensor(directory: Path) -> dg.SensorDefinition:
         state = {p.name: p.stat().st_size for p in files}
         if not state:
             return dg.SkipReason(f"no prediction files in {directory} yet")
-        if context.cursor and json.loads(context.cursor) == state:
+        cursor = json.dumps(state, sort_keys=True)
+        if context.cursor == cursor:
             return dg.SkipReason("no new predictions")
-        context.update_cursor(json.dumps(state, sort_keys=True))
-        key = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+        context.update_cursor(cursor)
+        key = hashlib.sha256(cursor.encode()).hexdigest()[:16]
         return dg.RunRequest(run_key=f"inference-log-{key}")
 
     return inference_log_files

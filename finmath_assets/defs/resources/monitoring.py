@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from finmath_assets.settings import Settings
+from finmath_assets.settings import DRIFT_SUMMARY_FILE, Settings
 
 
 class MonitoringResource(dg.ConfigurableResource):
@@ -16,9 +16,7 @@ class MonitoringResource(dg.ConfigurableResource):
     max_drift_share: float = 0.3
     drift_html: str = "reports/drift_report.html"
     regression_html: str = "reports/regression_quality_report.html"
-    drift_json: str = (
-        "reports/drift_latest.json"  # Settings.drift_summary_path; the service reads it
-    )
+    drift_json: str = DRIFT_SUMMARY_FILE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitoringResource:
