@@ -94,42 +94,21 @@ def drift_report(
     snapshot, summary = monitoring.drift_report(reference, current, columns)
     path = processed_files.write_text(snapshot.get_html_str(as_iframe=False), monitor.drift_html)
     created = datetime.now(UTC)
-    # the inference service publishes these as Prometheus gauges (it never opens the warehouse)
+    record = {
+        "current_source": source,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "drift_share": summary.drift_share,
+        "drifted_columns": summary.drifted_columns,
+        "embedding_drift_share": summary.embedding_drift_share,
+    }
+    # the inference service publishes the shares as Prometheus gauges (it never opens the
+    # warehouse)
     processed_files.write_text(
-        json.dumps(
-            {
-                "created_at": created.isoformat(),
-                "current_source": source,
-                "drift_share": summary.drift_share,
-                "embedding_drift_share": summary.embedding_drift_share,
-            }
-        ),
-        monitor.drift_json,
+        json.dumps({"created_at": created.isoformat(), **record}), monitor.drift_json
     )
-    _append_history(
-        warehouse,
-        {
-            "created_at": created,
-            "current_source": source,
-            "reference_rows": len(reference),
-            "current_rows": len(current),
-            "drift_share": summary.drift_share,
-            "drifted_columns": summary.drifted_columns,
-            "embedding_drift_share": summary.embedding_drift_share,
-            "report": str(path),
-        },
-    )
-    context.add_output_metadata(
-        {
-            "current_source": source,
-            "reference_rows": len(reference),
-            "current_rows": len(current),
-            "drift_share": summary.drift_share,
-            "drifted_columns": summary.drifted_columns,
-            "embedding_drift_share": summary.embedding_drift_share,
-            "report": dg.MetadataValue.path(str(path)),
-        }
-    )
+    _append_history(warehouse, {"created_at": created, **record, "report": str(path)})
+    context.add_output_metadata({**record, "report": dg.MetadataValue.path(str(path))})
     return summary.columns
 
 
