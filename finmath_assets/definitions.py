@@ -20,6 +20,7 @@ from finmath_assets.defs.assets import (
 from finmath_assets.defs.automation import FRESHNESS_ASSETS, with_automation
 from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.constants import WAREHOUSE_IO_MANAGER
+from finmath_assets.defs.executors import build_executor
 from finmath_assets.defs.resources import (
     AlertSinkResource,
     EmbeddingModelResource,
@@ -78,9 +79,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "alerts": AlertSinkResource.from_settings(settings),
             "monitor": MonitoringResource.from_settings(settings),
         },
-        # One process runs every step: DuckDB takes one writer per file, the embedding model
-        # loads once, and a warm run skips ~3 s of interpreter start-up per step.
-        executor=dg.in_process_executor,
+        executor=build_executor(settings.executor),
     )
 
 

@@ -20,6 +20,8 @@ from finmath_assets.core.embeddings import (
     Embedder,
 )
 
+ExecutorName = Literal["in_process", "multiprocess", "k8s", "celery"]
+
 # drift_report writes it (relative to FINMATH_HOME/processed), the service publishes it
 DRIFT_SUMMARY_FILE = "reports/drift_latest.json"
 
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
         default=None,
         description="Where the ONNX export of the embedding model is cached "
         "(default FINMATH_HOME/models).",
+    )
+
+    executor: ExecutorName = Field(
+        default="in_process",
+        description="Dagster executor: 'in_process' (one process per run: one DuckDB writer, the "
+        "model loads once), 'multiprocess', or 'k8s'/'celery' (optional extras; README "
+        "'Scale-out').",
     )
 
     mlflow_tracking_uri: str | None = Field(

@@ -2,6 +2,8 @@
 dataset and not an unshifted one, the regression report, and the monitoring assets on real runs."""
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -28,14 +30,16 @@ def _feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ID_COLUMNS]
 
 
-def _write_log(directory: Path, features: pd.DataFrame, n: int) -> None:
+def _write_log(
+    directory: Path, features: pd.DataFrame, n: int, writer_id: str = "w1", minute: int = 0
+) -> None:
     """Predictions logged by the service's own writer, with real feature rows."""
-    writer = InferenceLogWriter(directory, flush_seconds=0.05).start()
+    writer = InferenceLogWriter(directory, flush_seconds=0.05, writer_id=writer_id).start()
     columns = _feature_columns(features)
     for i, row in enumerate(features[columns].head(n).itertuples(index=False)):
         writer.write(
             {
-                "timestamp": f"2026-11-2{7 if i % 2 else 6}T10:00:00+00:00",
+                "timestamp": f"2026-11-2{7 if i % 2 else 6}T10:{minute + i:02d}:00+00:00",
                 "request_id": f"r{i}",
                 "item": 0,
                 "model_name": "finmath-answer-regressor",
@@ -51,19 +55,36 @@ def test_inference_log_is_read_back_and_a_torn_line_is_reported(
     tmp_path: Path, real_features: pd.DataFrame
 ) -> None:
     _write_log(tmp_path, real_features, 10)
-    with (tmp_path / "predictions-2026-11-27.jsonl").open("a") as handle:
+    with (tmp_path / "predictions-2026-11-27.w1.jsonl").open("a") as handle:
         handle.write('{"timestamp": "2026-11-27T10:00:01+00:00", "request_id": "torn", "it')
     log = monitoring.read_inference_log(tmp_path)
     assert len(log.frame) == 10 and log.files == [
-        "predictions-2026-11-26.jsonl",
-        "predictions-2026-11-27.jsonl",
+        "predictions-2026-11-26.w1.jsonl",
+        "predictions-2026-11-27.w1.jsonl",
     ]
-    assert len(log.bad_lines) == 1 and log.bad_lines[0].startswith("predictions-2026-11-27.jsonl:")
+    assert len(log.bad_lines) == 1
+    assert log.bad_lines[0].startswith("predictions-2026-11-27.w1.jsonl:")
     columns = _feature_columns(real_features)
     back = monitoring.logged_features(log.frame[log.frame["request_id"] == "r3"], columns)
     expected = real_features[columns].iloc[[3]].reset_index(drop=True)
     pd.testing.assert_frame_equal(back, expected, check_dtype=False)
     assert monitoring.read_inference_log(tmp_path / "missing").frame.empty
+
+
+def test_each_service_process_writes_its_own_files_and_they_are_read_in_time_order(
+    tmp_path: Path, real_features: pd.DataFrame
+) -> None:
+    # two uvicorn workers or replicas on one volume: their minutes interleave
+    _write_log(tmp_path, real_features, 6, writer_id="host-a-1", minute=0)
+    _write_log(tmp_path, real_features, 6, writer_id="host-b-7", minute=30)
+    default = InferenceLogWriter(tmp_path)
+    assert default.writer_id == f"{socket.gethostname()}-{os.getpid()}"
+    log = monitoring.read_inference_log(tmp_path)
+    assert sorted(log.files) == sorted(
+        f"predictions-2026-11-2{d}.{w}.jsonl" for d in (6, 7) for w in ("host-a-1", "host-b-7")
+    )
+    assert len(log.frame) == 12 and not log.bad_lines
+    assert log.frame["timestamp"].is_monotonic_increasing
 
 
 def test_drift_flags_a_shifted_dataset_and_not_an_unshifted_one(real_features) -> None:

@@ -1,8 +1,9 @@
 """Append every prediction to date-rotated JSON-lines files, off the request path.
 
 ``write`` only puts a record on an in-memory queue; a background thread appends to
-``<dir>/predictions-YYYY-MM-DD.jsonl`` (UTC date of the prediction) and flushes at least every
-``flush_seconds``, so a crash loses at most that much. It never touches the DuckDB warehouse: a
+``<dir>/predictions-YYYY-MM-DD.<host>-<pid>.jsonl`` (UTC date of the prediction) and flushes at
+least every ``flush_seconds``, so a crash loses at most that much. Every process writes files of
+its own, so uvicorn workers and replicas sharing one volume never interleave lines. It never touches the DuckDB warehouse: a
 Dagster asset ingests these files.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +24,11 @@ _STOP = object()
 
 
 class InferenceLogWriter:
-    def __init__(self, directory: Path, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self, directory: Path, flush_seconds: float = 1.0, writer_id: str | None = None
+    ) -> None:
         self.directory = Path(directory)
+        self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}"
         self.flush_seconds = flush_seconds
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
@@ -43,7 +49,7 @@ class InferenceLogWriter:
         self._thread.join(timeout)
 
     def path_for(self, day: str) -> Path:
-        return self.directory / f"predictions-{day}.jsonl"
+        return self.directory / f"predictions-{day}.{self.writer_id}.jsonl"
 
     def _run(self) -> None:
         stopping = False

@@ -47,7 +47,8 @@ class InferenceLog:
 
 
 def read_inference_log(directory: Path) -> InferenceLog:
-    """Every prediction the service logged (``predictions-YYYY-MM-DD.jsonl``), in file order.
+    """Every prediction the service logged (``predictions-YYYY-MM-DD[.<writer>].jsonl``, one
+    file per day and service process), in time order.
 
     A line that is not a complete record (a crash mid-write leaves at most one) is reported in
     ``bad_lines`` with its place and reason.
@@ -76,6 +77,8 @@ def read_inference_log(directory: Path) -> InferenceLog:
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["item"] = frame["item"].astype("int64")
     frame["prediction"] = frame["prediction"].astype("float64")
+    # several processes (uvicorn workers, replicas) write files side by side
+    frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
     return InferenceLog(frame=frame, files=[p.name for p in files], bad_lines=bad)
 
 
