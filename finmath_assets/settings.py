@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     )
     mlflow_artifact_location: str | None = Field(
         default=None,
-        description="Artefact root of a new experiment (default FINMATH_HOME/mlartifacts).",
+        description="Artefact root of a new experiment (default FINMATH_HOME/mlartifacts; with an "
+        "http(s) tracking server, the server's own proxied store).",
     )
     mlflow_experiment: str = Field(default="finmath")
     model_name: str = Field(
@@ -177,8 +178,14 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
-    def mlflow_artifact_location_value(self) -> str:
-        return self.mlflow_artifact_location or (self.home / "mlartifacts").as_uri()
+    def mlflow_artifact_location_value(self) -> str | None:
+        """A local store keeps artefacts under FINMATH_HOME; a tracking server picks its own
+        (``mlflow-artifacts:/``, proxied), so every client reaches them through the server."""
+        if self.mlflow_artifact_location:
+            return self.mlflow_artifact_location
+        if self.mlflow_tracking_uri_value.startswith(("http://", "https://")):
+            return None
+        return (self.home / "mlartifacts").as_uri()
 
     @property
     def drift_summary_path(self) -> Path:
