@@ -335,3 +335,29 @@ def test_service_without_a_champion_does_not_start(tmp_path: Path) -> None:
     svc = Service(settings, ServingSettings())
     with pytest.raises(RuntimeError, match="exited during start-up"):
         svc.__enter__()
+
+
+def test_service_told_to_wait_starts_without_a_champion_and_serves_once_it_appears(
+    registry_copy: Settings,
+) -> None:
+    uri = registry_copy.mlflow_tracking_uri_value
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    client.delete_registered_model_alias(MODEL, "champion")  # as before the first training run
+    body = {"question": "What is the bond's duration?", "tables": [], "topic": "Risk Management"}
+    serving = ServingSettings(wait_for_model=True, refresh_seconds=0.3)
+    with Service(registry_copy, serving) as svc, httpx.Client(base_url=svc.url, timeout=60) as http:
+        assert http.get("/health").status_code == 200
+        ready = http.get("/ready")
+        assert ready.status_code == 503 and "champion" in ready.json()["last_reload_error"]
+        for path, payload in (("/predict", body), ("/predict/batch", {"items": [body]})):
+            refused = http.post(path, json=payload)
+            assert refused.status_code == 503
+            assert f"waiting for {MODEL}@champion" in refused.json()["detail"]
+        client.set_registered_model_alias(MODEL, "champion", str(champion.version))
+        deadline = time.monotonic() + 20
+        while http.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the champion was not picked up"
+            time.sleep(0.1)
+        answered = http.post("/predict", json=body)
+        assert answered.status_code == 200 and answered.json()["model_version"] == str(champion.version)

@@ -81,8 +81,20 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             )
 
         state = ModelState(load, None if serving.model_uri else poll, embedder, on_change)
-        model = await asyncio.to_thread(state.load_initial)  # raises: refuse to start
-        log.info("serving %s v%s (run %s)", model.name, model.version, model.run_id)
+        try:
+            model = await asyncio.to_thread(state.load_initial)
+            log.info("serving %s v%s (run %s)", model.name, model.version, model.run_id)
+        except Exception as exc:
+            if not (serving.wait_for_model and state.follows_alias):
+                raise  # a service that cannot serve must not start
+            state.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "no model yet (%s); polling %s@%s every %.1f s",
+                state.last_error,
+                settings.model_name,
+                serving.model_alias,
+                serving.refresh_seconds,
+            )
         writer = InferenceLogWriter(settings.inference_log_dir, serving.log_flush_seconds)
         writer.start()
         batcher: MicroBatcher[Query, Answer] = MicroBatcher(
@@ -162,8 +174,17 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                 }
             )
 
+    def _require_model() -> None:
+        if app.state.model_state.current is None:
+            raise HTTPException(
+                status_code=503,
+                detail=f"no model loaded yet: waiting for {settings.model_name}@"
+                f"{serving.model_alias} in the registry (train it with the Dagster job)",
+            )
+
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> PredictResponse:
+        _require_model()
         request_id = uuid.uuid4().hex
         answer = await app.state.batcher.submit(
             Query(body.question, tuple(body.tables), body.topic)
@@ -178,6 +199,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
     @app.post("/predict/batch", response_model=BatchResponse)
     async def predict_many(body: BatchRequest) -> BatchResponse:
+        _require_model()
         request_id = uuid.uuid4().hex
         answers = await app.state.batcher.submit_many(
             [Query(i.question, tuple(i.tables), i.topic) for i in body.items]

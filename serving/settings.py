@@ -15,6 +15,12 @@ class ServingSettings(BaseSettings):
         description="Serve this MLflow model URI instead of following the alias "
         "(e.g. runs:/<run_id>/model); the refresher is then off.",
     )
+    wait_for_model: bool = Field(
+        default=False,
+        description="Start even when the alias names no model yet, answer 503 until it does, "
+        "and pick it up at the next poll (the compose stack starts before the first training "
+        "run). Off: a service that cannot serve refuses to start.",
+    )
     refresh_seconds: float = Field(
         default=30.0, gt=0, description="How often the registry is polled for a moved alias."
     )
