@@ -124,7 +124,9 @@ def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
 
 
 @contextlib.contextmanager
-def service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
+def service_process(
+    settings: Settings, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``uvicorn serving.app:app`` as its own process (the load test's client then does not
     share the server's GIL), configured through the environment like ``make serve``."""
     port = free_port()
@@ -133,6 +135,7 @@ def service_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
         "FINMATH_HOME": str(settings.home),
         "FINMATH_MODEL_CACHE_DIR": str(settings.model_cache_dir_value),
         "HF_HUB_OFFLINE": "1",
+        **(extra_env or {}),
     }
     log = (tmp_path / "uvicorn.log").open("w")
     process = subprocess.Popen(

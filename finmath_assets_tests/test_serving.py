@@ -360,4 +360,6 @@ def test_service_told_to_wait_starts_without_a_champion_and_serves_once_it_appea
             assert time.monotonic() < deadline, "the champion was not picked up"
             time.sleep(0.1)
         answered = http.post("/predict", json=body)
-        assert answered.status_code == 200 and answered.json()["model_version"] == str(champion.version)
+        assert answered.status_code == 200 and answered.json()["model_version"] == str(
+            champion.version
+        )
