@@ -7,17 +7,20 @@ FINMATH_HOME ?= $(CURDIR)/data
 DAGSTER_HOME ?= $(FINMATH_HOME)/dagster_home
 # Nothing is ever fetched from a model or dataset hub at run time.
 HF_HUB_OFFLINE ?= 1
+# the instance config copied into DAGSTER_HOME: dagster.yaml (local: sqlite under DAGSTER_HOME)
+# or docker/dagster/dagster.yaml (production profile: PostgreSQL, DAGSTER_PG_* variables)
+DAGSTER_YAML ?= dagster.yaml
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install run dev serve test lint bench bench-serving clean
+.PHONY: help install dagster-home run dev serve test lint bench bench-serving clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
-	@echo "make lint   ruff check + format check"
+	@echo "make lint   ruff check + format check, hadolint, docker compose config"
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 
@@ -29,15 +32,15 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 install: $(INSTALLED)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	@cmp -s $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml || cp $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml
 
-run: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+run: $(INSTALLED) dagster-home
 	$(BIN)/dagster asset materialize --select '*' -m finmath_assets.definitions
 	$(BIN)/python -m finmath_assets.summary
 
-dev: $(INSTALLED) $(DAGSTER_HOME)/dagster.yaml
+dev: $(INSTALLED) dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 serve: $(INSTALLED)
@@ -49,6 +52,8 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint --config .hadolint.yaml docker/*.Dockerfile
+	$(BIN)/docker-compose --env-file docker/.env.example -f docker/docker-compose.yml config --quiet
 
 bench: $(INSTALLED)
 	$(BIN)/python -m finmath_assets.bench

@@ -3,8 +3,8 @@
 ``write`` only puts a record on an in-memory queue; a background thread appends to
 ``<dir>/predictions-YYYY-MM-DD.<host>-<pid>.jsonl`` (UTC date of the prediction) and flushes at
 least every ``flush_seconds``, so a crash loses at most that much. Every process writes files of
-its own, so uvicorn workers and replicas sharing one volume never interleave lines. It never touches the DuckDB warehouse: a
-Dagster asset ingests these files.
+its own, so uvicorn workers and replicas sharing one volume never interleave lines. It never
+touches the DuckDB warehouse: a Dagster asset ingests these files.
 """
 
 from __future__ import annotations
