@@ -56,6 +56,13 @@ def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
+        # the compose stack's allowed Host headers (MLflow 3 refuses unknown ones)
+        # plus this test's own port (the stack publishes 5000)
+        env={
+            **os.environ,
+            "MLFLOW_SERVER_ALLOWED_HOSTS": _example_env()["MLFLOW_SERVER_ALLOWED_HOSTS"]
+            + f",127.0.0.1:{port}",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,6 +79,11 @@ def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(30)
         log.close()
+
+
+def _example_env() -> dict[str, str]:
+    lines = (ROOT / "docker" / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def _dagster_env(postgres: Postgres, dagster_home: Path) -> dict[str, str]:
@@ -156,6 +168,11 @@ def test_whole_graph_on_postgres_and_an_mlflow_server_then_the_service_serves_it
             assert cursor.fetchone()[0] == 1
         # nothing went to the local defaults
         assert not (home / "mlflow.db").exists() and not (home / "mlartifacts").exists()
+
+        # containers reach the server as mlflow:5000; an unknown Host is refused
+        search = f"{tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert httpx.get(search, headers={"Host": "mlflow:5000"}).status_code == 200
+        assert httpx.get(search, headers={"Host": "evil.example:5000"}).status_code == 403
 
         # the model registered on the server, its artefacts stored by the server
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
