@@ -137,21 +137,31 @@ def service_process(
         "HF_HUB_OFFLINE": "1",
         **(extra_env or {}),
     }
-    log = (tmp_path / "uvicorn.log").open("w")
-    process = subprocess.Popen(
+    with http_process(
         [sys.executable, "-m", "uvicorn", "serving.app:app", "--port", str(port)],
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+        log_path=tmp_path / "uvicorn.log",
+        url=f"http://127.0.0.1:{port}",
+        probe="/ready",
+    ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def http_process(
+    command: list[str], *, env: dict[str, str], log_path: Path, url: str, probe: str, cwd=None
+) -> Iterator[str]:
+    """Start a server process and yield ``url`` once ``probe`` answers 200; on the way out,
+    terminate it. If it dies first, the assertion shows the end of its log."""
+    log = log_path.open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{command[0]} did not answer {probe} in 120 s"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                     break
             time.sleep(0.3)
         yield url
@@ -159,6 +169,17 @@ def service_process(
         process.terminate()
         process.wait(30)
         log.close()
+
+
+def compose_example_env() -> dict[str, str]:
+    """docker/.env.example as a dict: the environment the compose stack documents."""
+    lines = (Path(__file__).resolve().parents[1] / "docker" / ".env.example").read_text()
+    pairs = (line.split("=", 1) for line in lines.splitlines())
+    return {k: v for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
+
+
+# the README's command: materialise every asset through the dagster CLI
+MATERIALIZE_ALL = ["asset", "materialize", "--select", "*", "-m", "finmath_assets.definitions"]
 
 
 def debian_package(binary: str, package: str) -> str:

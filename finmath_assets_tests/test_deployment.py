@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from finmath_assets_tests.conftest import compose_example_env
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "docker-compose.yml"
@@ -46,19 +48,10 @@ def _compose(*args: str, files: list[Path] | None = None, env: dict | None = Non
     )
 
 
-def _example_env() -> dict[str, str]:
-    pairs = (
-        line.split("=", 1)
-        for line in (DOCKER / ".env.example").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    )
-    return dict(pairs)
-
-
 @pytest.fixture(scope="module")
 def stack() -> dict:
     """The stack as Compose renders it with the example environment."""
-    result = _compose("config", "--format", "json", env=_example_env())
+    result = _compose("config", "--format", "json", env=compose_example_env())
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -68,7 +61,9 @@ def stack() -> dict:
 
 @pytest.mark.parametrize("overrides", [[], *[[o] for o in OVERRIDES]], ids=lambda o: str(o))
 def test_compose_config_is_valid(overrides: list[Path]) -> None:
-    result = _compose("config", "--quiet", files=[COMPOSE_FILE, *overrides], env=_example_env())
+    result = _compose(
+        "config", "--quiet", files=[COMPOSE_FILE, *overrides], env=compose_example_env()
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -87,13 +82,17 @@ def test_a_broken_compose_file_fails_validation(tmp_path: Path) -> None:
         shutil.copytree(DOCKER, case)
         (case / "docker-compose.yml").write_text(content)
         result = _compose(
-            "config", "--quiet", files=[case / "docker-compose.yml"], env=_example_env(), cwd=case
+            "config",
+            "--quiet",
+            files=[case / "docker-compose.yml"],
+            env=compose_example_env(),
+            cwd=case,
         )
         assert result.returncode != 0, f"{name}: Compose accepted a broken file"
 
 
 def test_compose_refuses_to_start_without_the_secrets() -> None:
-    env = {k: v for k, v in _example_env().items() if not k.endswith("PASSWORD")}
+    env = {k: v for k, v in compose_example_env().items() if not k.endswith("PASSWORD")}
     result = _compose("config", "--quiet", env=env)
     assert result.returncode != 0
     assert "set POSTGRES_PASSWORD in docker/.env" in result.stderr
@@ -102,7 +101,11 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
 
 def test_no_secret_is_written_in_the_repository(stack: dict) -> None:
     sentinel = "s3cret-from-env-only"
-    env = {**_example_env(), "POSTGRES_PASSWORD": sentinel, "GRAFANA_ADMIN_PASSWORD": sentinel}
+    env = {
+        **compose_example_env(),
+        "POSTGRES_PASSWORD": sentinel,
+        "GRAFANA_ADMIN_PASSWORD": sentinel,
+    }
     rendered = _compose("config", "--format", "json", env=env)
     assert sentinel in rendered.stdout  # the password reaches the services from the environment
     for path in [COMPOSE_FILE, *OVERRIDES, DOCKER / "dagster" / "dagster.yaml"]:
@@ -119,7 +122,7 @@ def test_every_variable_the_compose_files_read_is_documented_in_env_example() ->
     used = set()
     for path in [COMPOSE_FILE, *OVERRIDES]:
         used |= set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", path.read_text()))
-    assert used - set(_example_env()) == set()
+    assert used - set(compose_example_env()) == set()
 
 
 def test_the_stack_has_every_service_with_health_checks_and_ordered_start(stack: dict) -> None:

@@ -18,7 +18,7 @@ from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.constants import MODEL_ASSETS, MONITORING_ASSETS
-from finmath_assets_tests.conftest import Materialized, materialize
+from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materialize
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = [
@@ -246,15 +246,7 @@ def test_make_run_command_materialises_and_summarises(warm_copy: Path) -> None:
     env = _env(warm_copy)
     bin_dir = Path(sys.executable).parent
     done = subprocess.run(
-        [
-            str(bin_dir / "dagster"),
-            "asset",
-            "materialize",
-            "--select",
-            "*",
-            "-m",
-            "finmath_assets.definitions",
-        ],
+        [str(bin_dir / "dagster"), *MATERIALIZE_ALL],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,14 @@ from mlflow.tracking import MlflowClient
 
 from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized, free_port, service_process
+from finmath_assets_tests.conftest import (
+    MATERIALIZE_ALL,
+    Materialized,
+    compose_example_env,
+    free_port,
+    http_process,
+    service_process,
+)
 from finmath_assets_tests.postgres import Postgres, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +48,10 @@ def postgres() -> Iterator[Postgres]:
 def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[str]:
     """`mlflow server` as the mlflow image runs it: Postgres backend, proxied artefacts."""
     port = free_port()
-    log = (tmp_path / "mlflow-server.log").open("w")
-    process = subprocess.Popen(
+    # the compose stack's allowed Host headers (MLflow 3 refuses unknown ones), plus this
+    # test's own port (the stack publishes 5000)
+    allowed = compose_example_env()["MLFLOW_SERVER_ALLOWED_HOSTS"] + f",127.0.0.1:{port}"
+    with http_process(
         [
             str(BIN / "mlflow"),
             "server",
@@ -53,37 +61,13 @@ def mlflow_server(postgres: Postgres, tmp_path: Path) -> Iterator[str]:
             f"--backend-store-uri={postgres.url('mlflow')}",
             f"--artifacts-destination={tmp_path / 'server-artifacts'}",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ALLOWED_HOSTS": allowed},
+        log_path=tmp_path / "mlflow-server.log",
+        url=f"http://127.0.0.1:{port}",
+        probe="/health",
         cwd=tmp_path,
-        # the compose stack's allowed Host headers (MLflow 3 refuses unknown ones)
-        # plus this test's own port (the stack publishes 5000)
-        env={
-            **os.environ,
-            "MLFLOW_SERVER_ALLOWED_HOSTS": _example_env()["MLFLOW_SERVER_ALLOWED_HOSTS"]
-            + f",127.0.0.1:{port}",
-        },
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the MLflow server did not answer in 120 s"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.3)
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
-
-
-def _example_env() -> dict[str, str]:
-    lines = (ROOT / "docker" / ".env.example").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def _dagster_env(postgres: Postgres, dagster_home: Path) -> dict[str, str]:
@@ -129,15 +113,7 @@ def test_whole_graph_on_postgres_and_an_mlflow_server_then_the_service_serves_it
         }
         # the README's production command: the CLI, the repository's instance config
         run = subprocess.run(
-            [
-                str(BIN / "dagster"),
-                "asset",
-                "materialize",
-                "--select",
-                "*",
-                "-m",
-                "finmath_assets.definitions",
-            ],
+            [str(BIN / "dagster"), *MATERIALIZE_ALL],
             env=env,
             cwd=tmp_path,
             capture_output=True,

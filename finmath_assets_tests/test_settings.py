@@ -89,3 +89,21 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
         if f"`FINMATH_SERVING_{name.upper()}`" not in table and f"`_{name.upper()}`" not in table
     ]
     assert missing == []
+
+
+def test_executor_is_chosen_by_setting(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from finmath_assets.definitions import build_definitions
+
+    def executor(**overrides: object) -> dg.ExecutorDefinition:
+        settings = Settings(home=tmp_path / "home", hf_cache_dir=tmp_path / "hf", **overrides)
+        return build_definitions(settings).resolve_job_def("finmath_job").executor_def
+
+    assert executor() is dg.in_process_executor
+    assert executor(executor="multiprocess") is dg.multiprocess_executor
+    # the scale-out executors are optional extras: a clear error names the one to install
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match=r"pip install 'finmath\[k8s\]'"):
+        executor(executor="k8s")
+    with pytest.raises(ValidationError, match="executor"):
+        Settings(executor="threads")
