@@ -13,7 +13,7 @@ DAGSTER_YAML ?= dagster.yaml
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install dagster-home run dev serve test lint bench bench-serving clean
+.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint   ruff check + format check, hadolint, docker compose config"
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
+	@echo "make bench-forecast  rolling-origin backtest of the market forecaster vs Naive/SeasonalNaive"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +62,9 @@ bench: $(INSTALLED)
 bench-serving: $(INSTALLED)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python scripts/bench_serving.py
+
+bench-forecast: $(INSTALLED)
+	$(BIN)/python scripts/bench_forecast.py
 
 clean:
 	rm -rf $(FINMATH_HOME) .cache/hf
