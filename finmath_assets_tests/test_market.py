@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from finmath_assets.core.market.features import FEATURE_COLUMNS, LOOKBACK_DAYS, price_features
 from finmath_assets.core.market.forecasting import (
     BacktestConfig,
     backtest,
@@ -135,3 +136,37 @@ def test_the_forecaster_beats_seasonal_naive_on_volume(bundled: pd.DataFrame) ->
     assert mase["lgbm"] < mase["SeasonalNaive"] - 0.1, mase
     with pytest.raises(ValueError, match="long enough"):
         backtest(series_frame(bundled[bundled["ticker"] == "FB"], "log_volume"))
+
+
+def test_returns_are_honestly_compared_with_the_random_walk(bundled: pd.DataFrame) -> None:
+    series = series_frame(bundled, "log_return")
+    result = backtest(series, BacktestConfig(refit=False), zero_baseline=True)
+    assert result.models == ["Naive", "SeasonalNaive", "Zero", "lgbm"]
+    assert (result.forecasts["Zero"] == 0.0).all()
+    mase = result.mean("mase")
+    # a zero-return forecast (the random walk on prices) beats repeating yesterday's return
+    assert mase["Zero"] < mase["Naive"], mase
+
+
+def test_price_features_follow_their_definitions_per_ticker(bundled: pd.DataFrame) -> None:
+    features = price_features(bundled)
+    assert len(features) == len(bundled)
+    assert list(features.columns) == ["ticker", "date", *FEATURE_COLUMNS]
+    aapl = bundled[bundled["ticker"] == "AAPL"].reset_index(drop=True)
+    mine = features[features["ticker"] == "AAPL"].reset_index(drop=True)
+    log_return = np.log(aapl["adj_close"]).diff()
+    assert mine["log_return"].iloc[1:].to_numpy() == pytest.approx(log_return.iloc[1:].to_numpy())
+    day = 40
+    expected_vol = log_return.iloc[day - 19 : day + 1].std() * np.sqrt(252)
+    assert mine.loc[day, "volatility_20d"] == pytest.approx(expected_vol)
+    volume = np.log1p(aapl["volume"].astype(float)).iloc[day - 19 : day + 1]
+    z = (volume.iloc[-1] - volume.mean()) / volume.std()
+    assert mine.loc[day, "volume_zscore_20d"] == pytest.approx(z)
+    # not enough history is NaN, never a guess; and nothing leaks across tickers
+    assert mine["volatility_20d"].iloc[:20].isna().all()
+    assert mine["volatility_20d"].iloc[20:].notna().all()
+    for _, one in features.groupby("ticker"):
+        assert np.isnan(one["log_return"].iloc[0])
+    assert LOOKBACK_DAYS > 20
+    month_end = mine.set_index("date")["is_month_end"]
+    assert month_end.loc["2000-03-31"] and not month_end.loc["2000-03-30"]

@@ -19,7 +19,8 @@ def main() -> None:
         config = BacktestConfig(refit=refit)
         for target in TARGETS:
             started = time.perf_counter()
-            result = backtest(series_frame(prices, target), config)
+            series = series_frame(prices, target)
+            result = backtest(series, config, zero_baseline=target == "log_return")
             seconds = time.perf_counter() - started
             mase, smape = result.mean("mase"), result.mean("smape")
             print(

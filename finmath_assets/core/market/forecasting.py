@@ -97,15 +97,25 @@ class Backtest:
     metrics: pd.DataFrame  # unique_id, metric, Naive, SeasonalNaive, lgbm (one row per series)
     excluded: list[str]  # series too short for the protocol
 
+    @property
+    def models(self) -> list[str]:
+        """The baselines, then the forecaster, as columns of ``forecasts`` and ``metrics``."""
+        return [c for c in self.metrics.columns if c not in ("unique_id", "metric")]
+
     def mean(self, metric: str) -> dict[str, float]:
         rows = self.metrics[self.metrics["metric"] == metric]
-        return {name: float(rows[name].mean()) for name in (*BASELINES, MODEL)}
+        return {name: float(rows[name].mean()) for name in self.models}
 
 
-def backtest(series: pd.DataFrame, config: BacktestConfig | None = None) -> Backtest:
+def backtest(
+    series: pd.DataFrame, config: BacktestConfig | None = None, *, zero_baseline: bool = False
+) -> Backtest:
     """Rolling-origin backtest: ``windows`` origins ``step`` business days apart, ``horizon``
     days ahead, the model and both baselines on the same cut-offs. MASE is scaled by the
-    seasonal-naive error of each series' history before the first origin; sMAPE is in [0, 2]."""
+    seasonal-naive error of each series' history before the first origin; sMAPE is in [0, 2].
+
+    ``zero_baseline`` adds a constant-zero forecast: for log returns that is the random walk on
+    prices, the baseline that matters (Naive on returns repeats yesterday's return)."""
     from statsforecast import StatsForecast
     from statsforecast.models import Naive, SeasonalNaive
     from utilsforecast.evaluation import evaluate
@@ -124,6 +134,8 @@ def backtest(series: pd.DataFrame, config: BacktestConfig | None = None) -> Back
     base = baselines.cross_validation(df=series, **windows)
     model = build_forecaster(config).cross_validation(df=series, refit=config.refit, **windows)
     forecasts = base.merge(model.drop(columns=["y"]), on=["unique_id", "ds", "cutoff"])
+    if zero_baseline:
+        forecasts.insert(forecasts.columns.get_loc(MODEL), "Zero", 0.0)
     history = series[series["ds"] <= forecasts["cutoff"].min()]
     metrics = evaluate(
         forecasts.drop(columns=["cutoff"]),
