@@ -1,5 +1,6 @@
-"""Market data core: the bundled history validates, bad bars are quarantined with reasons and
-none is lost, drop-folder files are read strictly, series are gap-free, and the LightGBM
+"""Market data core: the bundled history validates, bad bars and transactions are quarantined
+with reasons and none is lost, landing files are read strictly, the synthetic transaction feed
+is deterministic, series are gap-free, features follow their definitions, and the LightGBM
 forecaster beats SeasonalNaive on volume in a rolling-origin backtest."""
 
 from datetime import date
@@ -20,8 +21,16 @@ from finmath_assets.core.market.prices import (
     bundled_prices,
     price_file_day,
     read_price_file,
-    rows_of,
     validate_prices,
+)
+from finmath_assets.core.market.quarantine import rows_of
+from finmath_assets.core.market.transactions import (
+    BAD_KINDS,
+    generate_transactions,
+    read_transaction_file,
+    transaction_file_day,
+    validate_transactions,
+    write_transaction_file,
 )
 
 GOOD = {
@@ -170,3 +179,46 @@ def test_price_features_follow_their_definitions_per_ticker(bundled: pd.DataFram
     assert LOOKBACK_DAYS > 20
     month_end = mine.set_index("date")["is_month_end"]
     assert month_end.loc["2000-03-31"] and not month_end.loc["2000-03-30"]
+
+
+def test_the_transaction_feed_is_deterministic_and_its_bad_rows_are_quarantined(
+    tmp_path: Path,
+) -> None:
+    day = date(2013, 3, 4)
+    first = generate_transactions(day, seed=7)
+    pd.testing.assert_frame_equal(first, generate_transactions(day, seed=7))
+    assert not first.equals(generate_transactions(date(2013, 3, 5), seed=7))
+    path = write_transaction_file(tmp_path / "landing", day, seed=7)
+    assert path.name == "transactions_2013-03-04.csv" and transaction_file_day(path) == day
+    result = validate_transactions(
+        rows_of(read_transaction_file(path), path.name), expected_date=day
+    )
+    assert len(result.valid) + len(result.rejected) == 500  # nothing lost
+    assert len(result.rejected) == len(BAD_KINDS) == 5  # 1 % of 500, one of each kind
+    reasons = " ".join(result.rejected["reasons"])
+    for expected in (
+        "amount: Input should be greater than 0",
+        "currency: Input should be 'USD', 'EUR' or 'GBP'",
+        "card_id:",
+        "is not the file's day 2013-03-04",
+        "duplicate: tx-20130304-",
+    ):
+        assert expected in reasons
+    assert str(result.valid["timestamp"].dt.tz) == "UTC"
+    assert result.valid["transaction_id"].is_unique
+    assert (result.valid["amount"] > 0).all()
+
+
+def test_the_transaction_feed_rejects_bad_options_and_bad_files(tmp_path: Path) -> None:
+    clean = generate_transactions(date(2013, 3, 4), rows=50, bad_share=0)
+    assert validate_transactions(rows_of(clean, "clean")).rejected.empty
+    with pytest.raises(ValueError, match="bad_share"):
+        generate_transactions(date(2013, 3, 4), bad_share=2)
+    with pytest.raises(ValueError, match="rows"):
+        generate_transactions(date(2013, 3, 4), rows=0)
+    broken = tmp_path / "transactions_2013-03-04.csv"
+    clean.drop(columns=["currency"]).to_csv(broken, index=False)
+    with pytest.raises(ValueError, match=r"missing columns \['currency'\]"):
+        read_transaction_file(broken)
+    with pytest.raises(ValueError, match=r"transactions_YYYY-MM-DD\.csv"):
+        transaction_file_day(tmp_path / "tx_2013-03-04.csv")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from finmath_assets.core.market.forecasting import TARGETS, BacktestConfig, backtest, series_frame
-from finmath_assets.core.market.prices import bundled_prices, rows_of, validate_prices
+from finmath_assets.core.market.prices import bundled_prices, validate_prices
+from finmath_assets.core.market.quarantine import rows_of
 
 
 def main() -> None:

@@ -9,17 +9,20 @@ a rejection carrying its payload and every reason.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from finmath_assets.core.market.quarantine import (
+    Validated,
+    read_feed_file,
+    validate_rows,
+)
 
 PRICE_COLUMNS: tuple[str, ...] = (
     "ticker",
@@ -32,7 +35,6 @@ PRICE_COLUMNS: tuple[str, ...] = (
     "adj_close",
 )
 PRICE_FILE_PATTERN = re.compile(r"^prices_(\d{4}-\d{2}-\d{2})\.csv$")
-REJECTED_COLUMNS: tuple[str, ...] = ("source", "row_index", "ticker", "date", "reasons", "payload")
 
 
 class PriceBar(BaseModel):
@@ -64,83 +66,24 @@ class PriceBar(BaseModel):
         return self
 
 
-@dataclass
-class PriceValidation:
-    valid: pd.DataFrame
-    rejected: pd.DataFrame  # REJECTED_COLUMNS
-
-    @property
-    def reject_rate(self) -> float:
-        total = len(self.valid) + len(self.rejected)
-        return len(self.rejected) / total if total else 0.0
-
-
-@dataclass
-class _Collector:
-    bars: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    location = ".".join(str(part) for part in error.get("loc", ())) or "bar"
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    if error.get("type") == "missing":
-        message = "field is missing"
-    return f"{location}: {message}"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, pd.Timestamp | date):
-        return value.isoformat()[:10]
-    if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
-    return value
-
-
 def validate_prices(
     rows: Iterable[tuple[str, int, Mapping[str, Any]]], *, expected_date: date | None = None
-) -> PriceValidation:
+) -> Validated:
     """Validate ``(source, row_index, row)`` triples. A repeated (ticker, date) after the first
     is rejected; with ``expected_date`` (a one-day file), a bar of another day is rejected."""
-    out = _Collector()
-    seen: set[tuple[str, date]] = set()
-    for source, row_index, row in rows:
-        payload = {k: _jsonable(v) for k, v in row.items()}
-        reasons: list[str] = []
-        bar: PriceBar | None = None
-        try:
-            bar = PriceBar.model_validate(payload)
-        except ValidationError as exc:
-            reasons = [_describe(e) for e in exc.errors(include_url=False)]
-        if bar is not None:
-            if expected_date is not None and bar.date != expected_date:
-                reasons.append(f"date: {bar.date} is not the file's day {expected_date}")
-            elif (bar.ticker, bar.date) in seen:
-                reasons.append(f"duplicate: {bar.ticker} {bar.date} already seen")
-        if reasons:
-            out.rejected.append(
-                {
-                    "source": source,
-                    "row_index": row_index,
-                    "ticker": str(payload.get("ticker")),
-                    "date": str(payload.get("date")),
-                    "reasons": json.dumps(reasons),
-                    "payload": json.dumps(payload, default=str),
-                }
-            )
-            continue
-        assert bar is not None
-        seen.add((bar.ticker, bar.date))
-        out.bars.append(bar.model_dump())
-    valid = pd.DataFrame(out.bars, columns=list(PRICE_COLUMNS))
+    result = validate_rows(
+        PriceBar,
+        rows,
+        key=lambda bar: (bar.ticker, bar.date),
+        day=lambda bar: bar.date,
+        columns=PRICE_COLUMNS,
+        expected_date=expected_date,
+    )
+    valid = result.valid
     valid["date"] = pd.to_datetime(valid["date"])
     valid["volume"] = valid["volume"].astype("int64")
-    valid = valid.sort_values(["ticker", "date"], ignore_index=True)
-    return PriceValidation(
-        valid=valid, rejected=pd.DataFrame(out.rejected, columns=REJECTED_COLUMNS)
-    )
+    result.valid = valid.sort_values(["ticker", "date"], ignore_index=True)
+    return result
 
 
 def bundled_prices() -> pd.DataFrame:
@@ -161,20 +104,5 @@ def price_file_day(path: Path) -> date:
 
 
 def read_price_file(path: Path) -> pd.DataFrame:
-    """A drop-folder CSV as raw rows (strings and numbers as pandas read them). A file without
-    the documented header is an error naming the missing columns, not a quarantine of every row."""
-    frame = pd.read_csv(path, dtype={"ticker": str, "date": str})
-    missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{Path(path).name}: missing columns {missing}; expected {', '.join(PRICE_COLUMNS)}"
-        )
-    extra = [c for c in frame.columns if c not in PRICE_COLUMNS]
-    if extra:
-        raise ValueError(f"{Path(path).name}: unexpected columns {extra}")
-    return frame.astype(object).where(frame.notna(), None)
-
-
-def rows_of(frame: pd.DataFrame, source: str) -> Iterable[tuple[str, int, Mapping[str, Any]]]:
-    for index, row in enumerate(frame.to_dict(orient="records")):
-        yield source, index, row
+    """A drop-folder CSV as raw rows; a wrong header is an error naming the columns."""
+    return read_feed_file(path, PRICE_COLUMNS, {"ticker": str, "date": str})
