@@ -10,7 +10,11 @@ CORE = Path(finmath_assets.core.__file__).parent
 
 
 def test_core_modules_import_without_dagster_or_fastapi() -> None:
-    modules = sorted(p.stem for p in CORE.glob("*.py") if p.stem != "__init__")
+    modules = sorted(
+        ".".join(p.relative_to(CORE).with_suffix("").parts).removesuffix(".__init__")
+        for p in CORE.rglob("*.py")
+        if p != CORE / "__init__.py"
+    )
     assert {
         "features",
         "numbers",
@@ -20,6 +24,8 @@ def test_core_modules_import_without_dagster_or_fastapi() -> None:
         "embeddings",
         "sources",
         "onnx_encoder",
+        "market.prices",
+        "market.forecasting",
     } <= set(modules)
     code = (
         "import sys\n"
@@ -33,7 +39,7 @@ def test_core_modules_import_without_dagster_or_fastapi() -> None:
 
 
 def test_core_sources_do_not_mention_the_frameworks() -> None:
-    for path in CORE.glob("*.py"):
+    for path in CORE.rglob("*.py"):
         text = path.read_text()
         assert "import dagster" not in text and "from dagster" not in text, path
         assert "import fastapi" not in text and "from fastapi" not in text, path
