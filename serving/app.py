@@ -81,13 +81,10 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             )
 
         state = ModelState(load, None if serving.model_uri else poll, embedder, on_change)
-        try:
-            model = await asyncio.to_thread(state.load_initial)
+        model = await asyncio.to_thread(state.load_initial, may_wait=serving.wait_for_model)
+        if model is not None:
             log.info("serving %s v%s (run %s)", model.name, model.version, model.run_id)
-        except Exception as exc:
-            if not (serving.wait_for_model and state.follows_alias):
-                raise  # a service that cannot serve must not start
-            state.last_error = f"{type(exc).__name__}: {exc}"
+        else:
             log.warning(
                 "no model yet (%s); polling %s@%s every %.1f s",
                 state.last_error,

@@ -71,10 +71,18 @@ class ModelState:
     def follows_alias(self) -> bool:
         return self._poll_version is not None
 
-    def load_initial(self) -> LoadedModel:
-        """Load the first model or raise: a service that cannot serve must not start."""
-        model = self._load()
-        check_compatible(model, self._embedder)
+    def load_initial(self, *, may_wait: bool = False) -> LoadedModel | None:
+        """Load the first model. It raises, so a service that cannot serve does not start;
+        with ``may_wait`` (and an alias to follow) the failure is kept in ``last_error`` instead
+        and ``None`` returned: ``refresh`` loads the model once the alias names one."""
+        try:
+            model = self._load()
+            check_compatible(model, self._embedder)
+        except Exception as exc:
+            if not (may_wait and self.follows_alias):
+                raise
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return None
         self._swap(model)
         return model
 
