@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 DATA_SPINE = ",".join(f"{KEY_PREFIX}/{name}" for name in DATA_SPINE_ASSETS)
-WHOLE_GRAPH = "*"
+WHOLE_GRAPH = f"key:{KEY_PREFIX}/*"  # the FinanceMath graph (the market half has its own jobs)
 
 
 def _materialize(home: Path, selection: str, **settings: str) -> float:

@@ -156,6 +156,33 @@ class Settings(BaseSettings):
         description="question_tables check: smallest share of numeric-looking cells that parse.",
     )
 
+    market_freshness_fail_hours: float = Field(
+        default=100,
+        gt=0,
+        description="Freshness policy of market_prices: fail when no partition was written for "
+        "this long (a weekend plus a holiday).",
+    )
+    transactions_seed: int = Field(
+        default=7, description="Seed of the synthetic card-transaction generator."
+    )
+    forecast_horizon: int = Field(
+        default=5, ge=1, le=60, description="Backtest horizon of the forecasters (business days)."
+    )
+    forecast_backtest_windows: int = Field(
+        default=50, ge=1, description="Forecast origins of the rolling backtest (one a week)."
+    )
+    forecast_backtest_refit: bool = Field(
+        default=True,
+        description="Retrain the forecaster at every backtest origin (honest; false trains once "
+        "before the first origin, ~8x faster).",
+    )
+    volume_forecaster_name: str = Field(
+        default="finmath-volume-forecaster", description="Registered log-volume forecaster."
+    )
+    return_forecaster_name: str = Field(
+        default="finmath-return-forecaster", description="Registered log-return forecaster."
+    )
+
     @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -215,3 +242,16 @@ class Settings(BaseSettings):
     @cached_property
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Drop folders of the market feeds: ``prices/`` and ``transactions/``."""
+        return self.home / "landing"
+
+    @property
+    def forecaster_names(self) -> dict[str, str]:
+        """Registered model name per forecast target."""
+        return {
+            "log_volume": self.volume_forecaster_name,
+            "log_return": self.return_forecaster_name,
+        }

@@ -84,7 +84,7 @@ def materialize(
     settings = Settings(home=home, hf_cache_dir=home.parent / "hf-cache", **settings_overrides)
     defs = build_definitions(settings)
     keys = [dg.AssetKey(["finmath", name]) for name in selection] if selection else None
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+    result = defs.resolve_job_def("finmath_job").execute_in_process(
         instance=instance, asset_selection=keys
     )
     assert result.success
@@ -178,8 +178,15 @@ def compose_example_env() -> dict[str, str]:
     return {k: v for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
 
 
-# the README's command: materialise every asset through the dagster CLI
-MATERIALIZE_ALL = ["asset", "materialize", "--select", "*", "-m", "finmath_assets.definitions"]
+# the README's first `make run` step: the FinanceMath graph through the dagster CLI
+MATERIALIZE_ALL = [
+    "asset",
+    "materialize",
+    "--select",
+    "key:finmath/*",
+    "-m",
+    "finmath_assets.definitions",
+]
 
 
 def debian_package(binary: str, package: str) -> str:

@@ -68,7 +68,7 @@ def test_failed_check_and_failed_run_alert_once_to_file_and_webhook(
     with dg.instance_for_test() as instance:
         result = (
             build_definitions(settings)
-            .resolve_implicit_global_asset_job_def()
+            .resolve_job_def("finmath_job")
             .execute_in_process(instance=instance, raise_on_error=False)
         )
         assert not result.success

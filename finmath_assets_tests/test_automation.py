@@ -40,7 +40,7 @@ def test_every_check_runs_and_passes_on_the_real_data(materialized_real: Materia
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, names: list[str] | None):
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = defs.resolve_job_def("finmath_job")
     return job.execute_in_process(
         instance=instance,
         asset_selection=None if names is None else [_key(n) for n in names],

@@ -125,7 +125,7 @@ def test_worse_challenger_does_not_take_the_champion_alias(warm_copy: Path, monk
         from finmath_assets.definitions import build_definitions
 
         defs = build_definitions(first.settings)
-        job = defs.resolve_implicit_global_asset_job_def()
+        job = defs.resolve_job_def("finmath_job")
         result = job.execute_in_process(
             instance=instance,
             asset_selection=[

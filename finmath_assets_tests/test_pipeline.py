@@ -18,6 +18,7 @@ from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.constants import MODEL_ASSETS, MONITORING_ASSETS
+from finmath_assets.defs.market_checks import MARKET_CHECKS
 from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materialize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,9 +225,20 @@ def test_warehouse_assets_share_the_single_writer_pool() -> None:
     graph = defs.resolve_asset_graph()
     pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()}
     names = [*ASSETS, *MODEL_ASSETS, *MONITORING_ASSETS]
-    assert pools == {f"finmath/{name}": {"duckdb"} for name in names}
+    market = [
+        "market_prices",
+        "rejected_market_prices",
+        "price_features",
+        "card_transactions",
+        "rejected_card_transactions",
+        "price_forecaster",
+        "forecast_backtest_report",
+    ]
+    assert pools == {f"finmath/{name}": {"duckdb"} for name in names} | {
+        f"market/{name}": {"duckdb"} for name in market
+    }
     # the checks read the warehouse: they queue behind writers too
-    assert {pool for c in CHECKS for pool in c.op.pools} == {"duckdb"}
+    assert {pool for c in (*CHECKS, *MARKET_CHECKS) for pool in c.op.pools} == {"duckdb"}
     instance_config = (ROOT / "dagster.yaml").read_text()
     with dg.instance_for_test(overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
         assert inst.get_concurrency_config().pool_config.default_pool_limit == 1

@@ -136,7 +136,8 @@ def test_whole_graph_on_postgres_and_an_mlflow_server_then_the_service_serves_it
             missing = [
                 key.to_user_string()
                 for key in graph.get_all_asset_keys()
-                if instance.get_latest_materialization_event(key) is None
+                if key.path[0] == "finmath"
+                and instance.get_latest_materialization_event(key) is None
             ]
             assert missing == []
         with postgres.connect("dagster") as connection, connection.cursor() as cursor:

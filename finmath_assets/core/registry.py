@@ -32,9 +32,15 @@ class PromotionDecision:
 
 
 def decide_promotion(
-    challenger_metric: float, champion_metric: float | None, baseline_metric: float
+    challenger_metric: float,
+    champion_metric: float | None,
+    baseline_metric: float,
+    *,
+    metric: str = PRIMARY_METRIC,
+    baseline: str = "the median baseline",
 ) -> PromotionDecision:
-    """Promote only a model that beats the median baseline and strictly beats the champion."""
+    """Promote only a model that beats the baseline and strictly beats the champion (lower is
+    better). The answer model and the market forecasters share this rule."""
 
     def decision(promoted: bool, reason: str) -> PromotionDecision:
         return PromotionDecision(
@@ -46,11 +52,11 @@ def decide_promotion(
     if challenger_metric >= baseline_metric:
         return decision(
             False,
-            f"challenger {PRIMARY_METRIC} {challenger_metric:.4f} does not beat the median "
-            f"baseline {baseline_metric:.4f}",
+            f"challenger {metric} {challenger_metric:.4f} does not beat {baseline} "
+            f"{baseline_metric:.4f}",
         )
     if champion_metric is None:
-        return decision(True, "no champion yet and the challenger beats the median baseline")
+        return decision(True, f"no champion yet and the challenger beats {baseline}")
     if challenger_metric < champion_metric:
         return decision(
             True, f"challenger {challenger_metric:.4f} beats champion {champion_metric:.4f}"

@@ -14,13 +14,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from finmath_assets.defs.constants import KEY_PREFIX
+from finmath_assets.defs.constants import KEY_PREFIX, MARKET_PREFIX
 from finmath_assets.settings import Settings
 
 SOURCE_ASSET = dg.AssetKey([KEY_PREFIX, "raw_records"])
 FRESHNESS_ASSETS = tuple(
     dg.AssetKey([KEY_PREFIX, name]) for name in ("raw_records", "answer_model", "drift_report")
 )
+
+MARKET_FRESHNESS_ASSETS = (dg.AssetKey([MARKET_PREFIX, "market_prices"]),)
 
 
 def downstream_condition() -> dg.AutomationCondition:
@@ -45,5 +47,22 @@ def with_automation(
             else None
         )
         return spec.replace_attributes(automation_condition=condition, freshness_policy=freshness)
+
+    return list(dg.map_asset_specs(apply, assets))
+
+
+def with_market_freshness(
+    assets: Sequence[dg.AssetsDefinition], settings: Settings
+) -> list[dg.AssetsDefinition]:
+    """Market assets run from sensors and a schedule, not automation conditions; the prices
+    carry a freshness policy (a weekend plus a holiday by default)."""
+    policy = dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=settings.market_freshness_fail_hours)
+    )
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key in MARKET_FRESHNESS_ASSETS:
+            return spec.replace_attributes(freshness_policy=policy)
+        return spec
 
     return list(dg.map_asset_specs(apply, assets))

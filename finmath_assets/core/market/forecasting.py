@@ -143,3 +143,21 @@ def backtest(
         train_df=history,
     )
     return Backtest(forecasts=forecasts, metrics=metrics, excluded=excluded)
+
+
+def fit_forecaster(series: pd.DataFrame, config: BacktestConfig | None = None):
+    """The forecaster trained on every row of ``series`` (what is logged and served)."""
+    forecaster = build_forecaster(config or BacktestConfig())
+    forecaster.fit(series)
+    return forecaster
+
+
+def forecast(forecaster, tickers: list[str], horizon: int) -> pd.DataFrame:
+    """``unique_id, ds, value``: ``horizon`` business days after each ticker's last training day.
+    An unknown ticker is a ``KeyError`` naming it and the known ones."""
+    known = [str(uid) for uid in forecaster.ts.uids]
+    unknown = sorted(set(tickers) - set(known))
+    if unknown:
+        raise KeyError(f"unknown ticker(s) {unknown}; the forecaster knows {known}")
+    frame = forecaster.predict(horizon, ids=list(tickers))
+    return frame.rename(columns={MODEL: "value"})[["unique_id", "ds", "value"]]

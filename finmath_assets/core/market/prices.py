@@ -19,8 +19,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from finmath_assets.core.market.quarantine import (
+    REJECTED_DTYPES,
     Validated,
+    file_rejection,
     read_feed_file,
+    rows_of,
     validate_rows,
 )
 
@@ -34,6 +37,15 @@ PRICE_COLUMNS: tuple[str, ...] = (
     "volume",
     "adj_close",
 )
+PRICE_DTYPES = {
+    "ticker": "string",  # typed even when empty: DuckDB cannot create a column from no values
+    "open": "float64",
+    "high": "float64",
+    "low": "float64",
+    "close": "float64",
+    "volume": "int64",
+    "adj_close": "float64",
+}
 PRICE_FILE_PATTERN = re.compile(r"^prices_(\d{4}-\d{2}-\d{2})\.csv$")
 
 
@@ -79,11 +91,15 @@ def validate_prices(
         columns=PRICE_COLUMNS,
         expected_date=expected_date,
     )
-    valid = result.valid
-    valid["date"] = pd.to_datetime(valid["date"])
-    valid["volume"] = valid["volume"].astype("int64")
-    result.valid = valid.sort_values(["ticker", "date"], ignore_index=True)
+    result.valid = typed_prices(result.valid)
     return result
+
+
+def typed_prices(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bars with the warehouse's column types (also when empty), sorted by ticker and date."""
+    frame = frame.reindex(columns=list(PRICE_COLUMNS)).astype(PRICE_DTYPES)
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.sort_values(["ticker", "date"], ignore_index=True)
 
 
 def bundled_prices() -> pd.DataFrame:
@@ -106,3 +122,48 @@ def price_file_day(path: Path) -> date:
 def read_price_file(path: Path) -> pd.DataFrame:
     """A drop-folder CSV as raw rows; a wrong header is an error naming the columns."""
     return read_feed_file(path, PRICE_COLUMNS, {"ticker": str, "date": str})
+
+
+def price_files(landing_dir: Path | None) -> dict[date, Path]:
+    """Drop-folder files by trading day (other names in the folder are ignored)."""
+    if landing_dir is None or not Path(landing_dir).is_dir():
+        return {}
+    found = {}
+    for path in sorted(Path(landing_dir).glob("prices_*.csv")):
+        if PRICE_FILE_PATTERN.match(path.name):
+            found[price_file_day(path)] = path
+    return found
+
+
+def load_price_window(
+    start: date, end: date, *, landing_dir: Path | None, include_bundled: bool = True
+) -> tuple[Validated, dict[str, int]]:
+    """Validated bars of the trading days in ``[start, end)`` with their quarantine, and the row
+    count per source. A day with a drop-folder file takes its bars from the file (a correction
+    or a new day), other days from the bundled history. A file without the documented header is
+    quarantined whole (one rejection naming the columns), so one bad file never hides the rest."""
+    parts: list[Validated] = []
+    sources: dict[str, int] = {}
+    files = {day: path for day, path in price_files(landing_dir).items() if start <= day < end}
+    if include_bundled:
+        bundled = bundled_prices()
+        in_window = bundled[(bundled["date"] >= start) & (bundled["date"] < end)]
+        in_window = in_window[~in_window["date"].isin(list(files))]
+        parts.append(validate_prices(rows_of(in_window, "bokeh-sampledata")))
+        sources["bokeh-sampledata"] = len(in_window)
+    for day, path in sorted(files.items()):
+        try:
+            raw = read_price_file(path)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+            parts.append(file_rejection(path.name, str(error)))
+            sources[path.name] = 0
+            continue
+        parts.append(validate_prices(rows_of(raw, path.name), expected_date=day))
+        sources[path.name] = len(raw)
+    if not parts:
+        parts.append(validate_prices([]))
+    valid = typed_prices(
+        pd.concat([p.valid for p in parts if not p.valid.empty] or [parts[0].valid])
+    )
+    rejected = pd.concat([p.rejected for p in parts], ignore_index=True).astype(REJECTED_DTYPES)
+    return Validated(valid=valid, rejected=rejected), sources

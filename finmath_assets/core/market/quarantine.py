@@ -18,6 +18,14 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 REJECTED_COLUMNS: tuple[str, ...] = ("source", "row_index", "key", "reasons", "payload")
+# typed even when empty: DuckDB cannot create a table column from an untyped empty frame
+REJECTED_DTYPES = {
+    "source": "string",
+    "row_index": "int64",
+    "key": "string",
+    "reasons": "string",
+    "payload": "string",
+}
 
 
 @dataclass
@@ -91,7 +99,7 @@ def validate_rows(
         valid.append(item.model_dump())
     return Validated(
         valid=pd.DataFrame(valid, columns=list(columns)),
-        rejected=pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS)),
+        rejected=pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS)).astype(REJECTED_DTYPES),
     )
 
 
@@ -115,3 +123,20 @@ def read_feed_file(path, columns: tuple[str, ...], dtypes: Mapping[str, Any]) ->
     if extra:
         raise ValueError(f"{name}: unexpected columns {extra}")
     return frame.astype(object).where(frame.notna(), None)
+
+
+def file_rejection(source: str, reason: str) -> Validated:
+    """A whole file that cannot be read as rows (wrong header, not CSV): one rejection."""
+    rejected = pd.DataFrame(
+        [
+            {
+                "source": source,
+                "row_index": -1,
+                "key": source,
+                "reasons": json.dumps([f"file: {reason}"]),
+                "payload": json.dumps({"file": source}),
+            }
+        ],
+        columns=list(REJECTED_COLUMNS),
+    ).astype(REJECTED_DTYPES)
+    return Validated(valid=pd.DataFrame(), rejected=rejected)

@@ -155,5 +155,14 @@ def validate_transactions(
         columns=TRANSACTION_COLUMNS,
         expected_date=expected_date,
     )
-    result.valid["timestamp"] = pd.to_datetime(result.valid["timestamp"], utc=True)
+    result.valid = typed_transactions(result.valid)
     return result
+
+
+def typed_transactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Transactions with the warehouse's column types, also when empty."""
+    frame = frame.reindex(columns=list(TRANSACTION_COLUMNS))
+    text = {c: "string" for c in TRANSACTION_COLUMNS if c not in ("timestamp", "amount")}
+    frame = frame.astype({**text, "amount": "float64"})
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame

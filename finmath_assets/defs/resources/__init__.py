@@ -2,6 +2,7 @@
 
 from finmath_assets.defs.resources.alerts import AlertSinkResource
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
+from finmath_assets.defs.resources.market import ForecastingResource, MarketFeedsResource
 from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
 from finmath_assets.defs.resources.monitoring import MonitoringResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
@@ -14,6 +15,8 @@ __all__ = [
     "AlertSinkResource",
     "EmbeddingModelResource",
     "FinanceMathSourceResource",
+    "ForecastingResource",
+    "MarketFeedsResource",
     "MlflowTrackingResource",
     "MonitoringResource",
     "ProcessedFilesResource",

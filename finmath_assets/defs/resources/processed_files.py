@@ -33,6 +33,10 @@ class ProcessedFilesResource(dg.ConfigurableResource):
         os.replace(partial, path)
         return path
 
+    def write_with(self, name: str, write: Callable[[Path], object]) -> Path:
+        """Write ``name`` with ``write(path)`` (e.g. a plot), atomically."""
+        return self._write_atomically(name, lambda p: write(p) and None)
+
     def write_parquet(self, frame: pd.DataFrame, name: str) -> Path:
         return self._write_atomically(name, lambda p: frame.to_parquet(p, index=False))
 

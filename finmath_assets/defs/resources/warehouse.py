@@ -3,9 +3,13 @@
 ``dagster-duckdb-pandas`` writes a whole table as ``DELETE`` + ``INSERT``: two commits, so a reader
 can see an empty table in between; an empty DataFrame is skipped (the table keeps its old rows or
 is never created); and a DataFrame with a changed column list fails to insert into the old table.
-This subclass keeps the library's connection handling, partition support and loading, and
-replaces a non-partitioned table atomically in one short transaction
-(``CREATE OR REPLACE TABLE ... AS SELECT``), empty frames and new columns included.
+The library's partitioned write is a ``DELETE`` of the partition's rows and an ``INSERT`` in two
+commits, and an empty partition never creates the table (its readers then fail).
+
+This subclass keeps the library's connection handling, partition ``WHERE`` clauses and loading,
+and writes every output in one short transaction: a whole table as
+``CREATE OR REPLACE TABLE ... AS SELECT`` (empty frames and new columns included), a partition as
+``DELETE`` of its rows + ``INSERT ... BY NAME`` (the table created, possibly empty, on first use).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 from dagster import MetadataValue, OutputContext, TableColumn, TableSchema
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBResource
-from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb.io_manager import DuckDbClient, _partition_where_clause
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 
@@ -36,25 +40,33 @@ class _ReplacingClient(DuckDbClient):
 
     @staticmethod
     def delete_table_slice(context: OutputContext, table_slice: TableSlice, connection) -> None:
-        # whole tables are replaced by the type handler in one transaction; only partitioned
-        # tables (a later issue) need the library's DELETE of the partition's rows
-        if table_slice.partition_dimensions:
-            DuckDbClient.delete_table_slice(context, table_slice, connection)
+        # the type handler deletes (a partition) or replaces (a table) in its own transaction
+        return None
 
 
 class _ReplacingPandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(
         self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection
     ):
-        if table_slice.partition_dimensions:
-            return super().handle_output(context, table_slice, obj, connection)
         table = f"{table_slice.schema}.{table_slice.table}"
+        partitioned = bool(table_slice.partition_dimensions)
         connection.register("finmath_output_frame", obj)
         try:
             connection.execute("BEGIN TRANSACTION")
-            connection.execute(
-                f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM finmath_output_frame"
-            )
+            if partitioned:
+                connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} AS "
+                    "SELECT * FROM finmath_output_frame LIMIT 0"
+                )
+                where = _partition_where_clause(table_slice.partition_dimensions)
+                connection.execute(f"DELETE FROM {table} WHERE {where}")
+                connection.execute(
+                    f"INSERT INTO {table} BY NAME SELECT * FROM finmath_output_frame"
+                )
+            else:
+                connection.execute(
+                    f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM finmath_output_frame"
+                )
             connection.execute("COMMIT")
         except Exception:
             connection.execute("ROLLBACK")
@@ -62,9 +74,10 @@ class _ReplacingPandasTypeHandler(DuckDBPandasTypeHandler):
         finally:
             connection.unregister("finmath_output_frame")
         columns = connection.execute(f"DESCRIBE {table}").fetchall()
+        count_key = "dagster/partition_row_count" if partitioned else "dagster/row_count"
         context.add_output_metadata(
             {
-                "dagster/row_count": obj.shape[0],
+                count_key: obj.shape[0],
                 "dagster/storage_kind": "duckdb",
                 "dagster/column_schema": MetadataValue.table_schema(
                     TableSchema(columns=[TableColumn(name=c[0], type=c[1]) for c in columns])

@@ -1,0 +1,101 @@
+"""Registered market forecasters: names, the tags logged with them, and loading a champion.
+
+One registered model per target (``log_volume``, ``log_return``), each logged with mlforecast's
+MLflow flavour and promoted by the same rule as the answer model
+(:func:`finmath_assets.core.registry.decide_promotion`): beat the best baseline of the backtest
+and strictly beat the current champion. The fitted ``MLForecast`` keeps the last values of every
+series it was trained on, so serving needs the registry only, never the warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from finmath_assets.core.market.forecasting import Target, forecast
+from finmath_assets.core.registry import CHAMPION, version_by_alias
+
+FORECASTER_ARTIFACT = "forecaster"
+TARGET_TAG = "finmath.forecast_target"
+PRIMARY_METRIC = "backtest_mase"  # mean MASE of the forecaster over the backtest's series
+BEST_BASELINE_METRIC = "backtest_mase_best_baseline"
+
+
+@dataclass
+class LoadedForecaster:
+    """A registered forecaster version: the fitted ``MLForecast`` and where it came from."""
+
+    model: Any  # mlforecast.MLForecast
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    target: Target
+    metrics: dict[str, float] = field(default_factory=dict)
+    trained_at: int | None = None  # run start, epoch milliseconds
+
+    @property
+    def tickers(self) -> list[str]:
+        return [str(uid) for uid in self.model.ts.uids]
+
+    @property
+    def last_dates(self) -> dict[str, date]:
+        """Each ticker's last training day: forecasts start the business day after."""
+        return {
+            str(uid): pd.Timestamp(day).date()
+            for uid, day in zip(self.model.ts.uids, self.model.ts.last_dates, strict=True)
+        }
+
+    def forecast(self, tickers: list[str], horizon: int) -> pd.DataFrame:
+        return forecast(self.model, tickers, horizon)
+
+
+def load_forecaster(
+    name: str,
+    alias: str = CHAMPION,
+    *,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+) -> LoadedForecaster:
+    """Load ``models:/<name>@<alias>`` with the target and metrics of its run; ``LookupError``
+    when the alias is not set (e.g. the forecaster never beat its baseline)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from mlforecast.flavor import load_model
+
+    registry_uri = registry_uri or tracking_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    version = version_by_alias(client, name, alias)
+    if version is None:
+        raise LookupError(f"registered model {name!r} has no version with alias {alias!r}")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    model = load_model(f"models:/{name}/{version.version}")
+    run = client.get_run(version.run_id)
+    return LoadedForecaster(
+        model=model,
+        name=name,
+        version=str(version.version),
+        alias=alias,
+        run_id=version.run_id,
+        target=run.data.tags[TARGET_TAG],
+        metrics=dict(run.data.metrics),
+        trained_at=run.info.start_time,
+    )
+
+
+def log_forecaster(forecaster: Any, *, name: str, target: Target, metrics: dict[str, float]) -> str:
+    """Log a fitted forecaster in the active MLflow run with mlforecast's flavour, tag its
+    target, log ``metrics`` and register it as ``name``; returns the new version number."""
+    import mlflow
+    from mlforecast.flavor import log_model
+
+    mlflow.set_tag(TARGET_TAG, target)
+    mlflow.log_metrics(metrics)
+    info = log_model(
+        model=forecaster, artifact_path=FORECASTER_ARTIFACT, registered_model_name=name
+    )
+    return str(info.registered_model_version)
