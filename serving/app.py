@@ -3,6 +3,12 @@
 Loads the champion from the MLflow registry at start-up (and refuses to start if it cannot serve
 it correctly), follows the alias in the background, micro-batches concurrent requests, logs every
 prediction to files, and exposes Prometheus metrics. It never opens the DuckDB warehouse.
+
+The market forecasters (``POST /forecast``, ``GET /forecasters``) are optional: each target's
+``<name>@champion`` is loaded at start-up if it exists and followed by the same refresher as the
+answer model. With ``FINMATH_SERVING_MODEL_URI`` (a pinned answer model) there is no refresher,
+so the forecasters stay as loaded at start-up: a version promoted later, or a forecaster that
+first gets a champion later, is served only after a restart.
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
-from finmath_assets.core.registry import current_version, load_model
+from finmath_assets.core.market.forecasting import Target
+from finmath_assets.core.market.registry import LoadedForecaster, load_forecaster
+from finmath_assets.core.registry import CHAMPION, current_version, load_model
 from finmath_assets.settings import Settings
 from serving.batching import MicroBatcher
+from serving.forecasters import ForecasterState, NoForecasterError, UnknownTickerError
 from serving.inference_log import InferenceLogWriter
 from serving.metrics import ServiceMetrics
 from serving.model_state import ModelState
@@ -30,6 +40,9 @@ from serving.predictor import Answer, Query, predict_batch
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
+    ForecasterDescription,
+    ForecastRequest,
+    ForecastResponse,
     ModelDescription,
     PredictRequest,
     PredictResponse,
@@ -57,6 +70,27 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             }
         )
         metrics.model_ready.set(1)
+
+    def on_forecaster_change(target: Target, forecaster: LoadedForecaster) -> None:
+        metrics.forecast_model_info.labels(target).info(
+            {"name": forecaster.name, "version": forecaster.version, "run_id": forecaster.run_id}
+        )
+        metrics.forecast_model_ready.labels(target).set(1)
+
+    forecasters = ForecasterState(
+        settings.forecaster_names,
+        CHAMPION,
+        load=lambda name: load_forecaster(
+            name, CHAMPION, tracking_uri=tracking_uri, registry_uri=registry_uri
+        ),
+        poll_version=lambda name: current_version(
+            name, CHAMPION, tracking_uri=tracking_uri, registry_uri=registry_uri
+        ),
+        on_change=on_forecaster_change,
+        on_failure=lambda target: metrics.forecast_reload_failures.labels(target).inc(),
+    )
+    for target in forecasters.names:
+        metrics.forecast_model_ready.labels(target).set(0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +126,17 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                 serving.model_alias,
                 serving.refresh_seconds,
             )
+        await asyncio.to_thread(forecasters.load_initial)
+        for target, name in forecasters.names.items():
+            served = forecasters.get(target)
+            if served is not None:
+                log.info("forecasting %s with %s v%s", target, name, served.forecaster.version)
+            else:
+                log.warning(
+                    "no %s forecaster (%s): /forecast answers 503 for it",
+                    target,
+                    forecasters.last_errors[target],
+                )
         writer = InferenceLogWriter(settings.inference_log_dir, serving.log_flush_seconds)
         writer.start()
         batcher: MicroBatcher[Query, Answer] = MicroBatcher(
@@ -111,6 +156,8 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                     metrics.reloads.inc()
                 elif state.reload_failures > failures:
                     metrics.reload_failures.inc()
+                for target in await asyncio.to_thread(forecasters.refresh):
+                    metrics.forecast_reloads.labels(target).inc()
 
         task = asyncio.create_task(refresher()) if state.follows_alias else None
         app.state.model_state, app.state.batcher, app.state.writer = state, batcher, writer
@@ -209,6 +256,39 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             request_id=request_id,
         )
 
+    @app.post(
+        "/forecast",
+        response_model=ForecastResponse,
+        response_model_exclude_none=True,
+        responses={
+            422: {"description": "Invalid body or unknown ticker"},
+            503: {"description": "No forecaster for the target"},
+        },
+    )
+    async def forecast(body: ForecastRequest) -> ForecastResponse:
+        """Forecast ``horizon`` business days after each ticker's last training day."""
+        started, outcome = time.perf_counter(), "error"
+        try:
+            # MLForecast.predict is CPU-bound: a worker thread keeps the event loop free
+            answer = await run_in_threadpool(
+                forecasters.predict, body.target, body.tickers, body.horizon
+            )
+            outcome = "ok"
+            return answer
+        except UnknownTickerError as exc:
+            outcome = "unknown_ticker"
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        except NoForecasterError as exc:
+            outcome = "no_model"
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        finally:
+            metrics.forecasts.labels(body.target, outcome).inc()
+            metrics.forecast_latency.labels(body.target).observe(time.perf_counter() - started)
+
+    @app.get("/forecasters", response_model=list[ForecasterDescription])
+    async def forecaster_descriptions() -> list[ForecasterDescription]:
+        return forecasters.describe()
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -252,7 +332,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         metrics.refresh_drift(settings.drift_summary_path)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.state.metrics = metrics
+    app.state.metrics, app.state.forecasters = metrics, forecasters
     return app
 
 

@@ -63,6 +63,42 @@ class ServiceMetrics:
             "Failed hot reloads (the old model kept serving)",
             registry=r,
         )
+        # the market forecasters (POST /forecast), one per target
+        self.forecasts = Counter(
+            "finmath_forecast_requests",
+            "Forecast requests by target and outcome (ok, unknown_ticker, no_model, error); "
+            "bodies refused by validation are only in finmath_http_requests",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.forecast_latency = Histogram(
+            "finmath_forecast_seconds",
+            "Time to answer a forecast request, by target",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.forecast_model_info = Info(
+            "finmath_forecast_model",
+            "The forecaster served for each target",
+            ["target"],
+            registry=r,
+        )
+        self.forecast_model_ready = Gauge(
+            "finmath_forecast_model_ready",
+            "1 when a forecaster is loaded for the target",
+            ["target"],
+            registry=r,
+        )
+        self.forecast_reloads = Counter(
+            "finmath_forecast_model_reloads", "Forecaster hot reloads", ["target"], registry=r
+        )
+        self.forecast_reload_failures = Counter(
+            "finmath_forecast_model_reload_failures",
+            "Failed forecaster reloads (the old version, if any, kept serving)",
+            ["target"],
+            registry=r,
+        )
 
     def refresh_drift(self, path: Path) -> None:
         """Publish the pipeline's latest drift summary (a small JSON file, re-read only when it

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from finmath_assets.core.market.forecasting import Target
 from finmath_assets.core.records import Topic
 from serving.settings import ServingSettings
 
@@ -73,3 +75,69 @@ class Readiness(BaseModel):
     last_reload_error: str | None
     reloads: int
     reload_failures: int
+
+
+# the ticker rule of the price feed (finmath_assets.core.market.prices.PriceBar)
+Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9.\-]{0,9}$")]
+
+
+class ForecastRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"tickers": ["AAPL", "IBM"], "horizon": 5, "target": "log_volume"}]
+        },
+    )
+
+    tickers: list[Ticker] = Field(min_length=1, max_length=_LIMITS.forecast_max_tickers)
+    horizon: int = Field(ge=1, le=_LIMITS.forecast_max_horizon, description="Business days.")
+    target: Target = "log_volume"
+
+    @field_validator("tickers")
+    @classmethod
+    def _unique(cls, tickers: list[str]) -> list[str]:
+        repeated = sorted({t for t in tickers if tickers.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tickers repeated: {repeated}")
+        return tickers
+
+
+class ForecastPoint(BaseModel):
+    ticker: str
+    date: dt.date
+    value: float = Field(description="The forecast of the target (log1p shares or log return).")
+    volume: float | None = Field(
+        default=None, description="log_volume only: expm1(value), in shares."
+    )
+    price_ratio: float | None = Field(
+        default=None,
+        description="log_return only: exp of the log returns summed up to this day, the implied "
+        "price relative to the last close.",
+    )
+
+
+class ForecastResponse(BaseModel):
+    model_name: str
+    model_version: str
+    target: Target
+    horizon: int
+    last_observed: dict[str, dt.date] = Field(
+        description="Each ticker's last training day: the forecast starts the business day after."
+    )
+    forecasts: list[ForecastPoint]
+
+
+class ForecasterDescription(BaseModel):
+    target: Target
+    name: str
+    alias: str
+    loaded: bool
+    version: str | None
+    run_id: str | None
+    backtest_metrics: dict[str, float]
+    trained_at: str | None
+    loaded_at: str | None
+    tickers: list[str]
+    last_observed: dict[str, dt.date]
+    last_reload_error: str | None

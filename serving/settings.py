@@ -49,3 +49,9 @@ class ServingSettings(BaseSettings):
         "0: the runtime's default, every core).",
     )
     log_flush_seconds: float = Field(default=1.0, gt=0)
+    forecast_max_tickers: int = Field(
+        default=20, ge=1, le=1000, description="Most tickers in one /forecast request."
+    )
+    forecast_max_horizon: int = Field(
+        default=60, ge=1, le=1000, description="Longest /forecast horizon (business days)."
+    )
