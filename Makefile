@@ -10,6 +10,8 @@ HF_HUB_OFFLINE ?= 1
 # the instance config copied into DAGSTER_HOME: dagster.yaml (local: sqlite under DAGSTER_HOME)
 # or docker/dagster/dagster.yaml (production profile: PostgreSQL, DAGSTER_PG_* variables)
 DAGSTER_YAML ?= dagster.yaml
+# the bundled price history (bokeh-sampledata), backfilled by `make run`
+MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
@@ -17,6 +19,7 @@ INSTALLED := $(VENV)/.installed
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
+	@echo "            (FinanceMath graph, market-price backfill, landing feeds, forecasters)"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
@@ -38,7 +41,15 @@ dagster-home:
 	@cmp -s $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml || cp $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml
 
 run: $(INSTALLED) dagster-home
-	$(BIN)/dagster asset materialize --select '*' -m finmath_assets.definitions
+	@echo "== FinanceMath graph: raw records to an evaluated, registered answer model"
+	$(BIN)/dagster asset materialize --select 'key:finmath/*' -m finmath_assets.definitions
+	@echo "== market prices: the bundled history as one single-run backfill of trading-day partitions"
+	$(BIN)/dagster asset materialize --select 'group:market_data' --partition-range $(MARKET_HISTORY) -m finmath_assets.definitions
+	@echo "== landing folders: the synthetic transaction feed, then one tick of the drop-folder sensors"
+	$(BIN)/python -m finmath_assets.landing generate-transactions --days 5
+	$(BIN)/python -m finmath_assets.landing tick
+	@echo "== forecasters: backtest, register, promote"
+	$(BIN)/dagster asset materialize --select 'group:forecasting' -m finmath_assets.definitions
 	$(BIN)/python -m finmath_assets.summary
 
 dev: $(INSTALLED) dagster-home

@@ -69,6 +69,47 @@ def _print_monitoring(settings: Settings) -> None:
     print(f"regression quality report: {regression}{'' if regression.exists() else ' (missing)'}")
 
 
+MARKET_TABLES = (
+    "market_prices",
+    "rejected_market_prices",
+    "price_features",
+    "card_transactions",
+    "rejected_card_transactions",
+    "forecast_backtest_report",
+)
+
+
+def _print_counts(conn: duckdb.DuckDBPyConnection, schema: str, tables: tuple[str, ...]) -> None:
+    for table in tables:
+        name = f"{schema}.{table}"
+        try:
+            count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        except duckdb.CatalogException:
+            print(f"  {name:<34} missing")
+            continue
+        print(f"  {name:<34} {count:>7,} rows")
+
+
+def _print_market(settings: Settings) -> None:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        _print_counts(conn, "market", MARKET_TABLES)
+        try:
+            forecasters = conn.execute(
+                "SELECT target, model_name, version, promoted, backtest_mase, best_baseline, "
+                "backtest_mase_best_baseline FROM market.price_forecaster ORDER BY target DESC"
+            ).fetchall()
+        except duckdb.CatalogException:
+            forecasters = []
+    for target, name, version, promoted, mase, baseline, baseline_mase in forecasters:
+        decision = "champion" if promoted else "not promoted"
+        print(
+            f"forecaster {target}: {name} v{version} ({decision}): backtest MASE {mase:.3f} vs "
+            f"{baseline} {baseline_mase:.3f}"
+        )
+    plot = settings.processed_dir / "reports" / "forecast_backtest.png"
+    print(f"forecast backtest plot: {plot}{'' if plot.exists() else ' (missing)'}")
+
+
 def main() -> int:
     settings = Settings()
     if not settings.warehouse_path.exists():
@@ -76,13 +117,7 @@ def main() -> int:
         return 1
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         print(f"warehouse: {settings.warehouse_path}")
-        for table in TABLES:
-            try:
-                count = conn.execute(f"SELECT count(*) FROM finmath.{table}").fetchone()[0]
-            except duckdb.CatalogException:
-                print(f"  finmath.{table:<26} missing")
-                continue
-            print(f"  finmath.{table:<26} {count:>7,} rows")
+        _print_counts(conn, "finmath", TABLES)
         labelled = conn.execute(
             "SELECT count(*) FROM finmath.validated_records WHERE ground_truth IS NOT NULL"
         ).fetchone()[0]
@@ -94,6 +129,7 @@ def main() -> int:
     print(f"features parquet: {parquet}{'' if parquet.exists() else ' (missing)'}")
     _print_model(settings)
     _print_monitoring(settings)
+    _print_market(settings)
     print(f"dagster home: {settings.dagster_home}  (UI: make dev)")
     return 0
 

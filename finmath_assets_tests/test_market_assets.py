@@ -305,3 +305,29 @@ def test_forecasters_are_registered_and_promoted_by_the_rule(market: Market) -> 
     assert report.loc[report["target"] == "log_volume", "Zero"].isna().all()
     png = market.settings.processed_dir / "reports" / "forecast_backtest.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_landing_cli_generates_the_feed_and_a_tick_ingests_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finmath_assets import landing
+
+    home = tmp_path / "home"
+    (home / "dagster_home").mkdir(parents=True)
+    monkeypatch.setenv("FINMATH_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    with pytest.raises(SystemExit):
+        landing.main(["generate-transactions", "--days", "0"])
+    assert "--days must be at least 1" in capsys.readouterr().err
+    assert landing.main(["generate-transactions", "--days", "2", "--end", "2026-11-24"]) == 0
+    assert sorted(p.name for p in (home / "landing" / "transactions").iterdir()) == [
+        "transactions_2026-11-23.csv",
+        "transactions_2026-11-24.csv",
+    ]
+    assert landing.main(["tick"]) == 0
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM market.card_transactions").fetchone()[0] == 990
+    capsys.readouterr()
+    # a second tick finds every file already ingested: nothing runs again
+    assert landing.main(["tick"]) == 0
+    assert "no new transaction files" in capsys.readouterr().out

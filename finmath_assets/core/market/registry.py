@@ -96,6 +96,9 @@ def log_forecaster(forecaster: Any, *, name: str, target: Target, metrics: dict[
     mlflow.set_tag(TARGET_TAG, target)
     mlflow.log_metrics(metrics)
     info = log_model(
-        model=forecaster, artifact_path=FORECASTER_ARTIFACT, registered_model_name=name
+        model=forecaster,
+        artifact_path=None,  # MLflow 3 names logged models with `name`
+        name=FORECASTER_ARTIFACT,
+        registered_model_name=name,
     )
     return str(info.registered_model_version)
