@@ -15,7 +15,7 @@ MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast clean
+.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 	@echo "make bench-forecast  rolling-origin backtest of the market forecaster vs Naive/SeasonalNaive"
+	@echo "make bench-backfill  single-run backfill of the price history vs the same work without Dagster"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +77,9 @@ bench-serving: $(INSTALLED)
 
 bench-forecast: $(INSTALLED)
 	$(BIN)/python scripts/bench_forecast.py
+
+bench-backfill: $(INSTALLED)
+	$(BIN)/python scripts/bench_market_backfill.py
 
 clean:
 	rm -rf $(FINMATH_HOME) .cache/hf
