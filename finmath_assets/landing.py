@@ -2,7 +2,8 @@
 
     python -m finmath_assets.landing generate-transactions [--days 5] [--end YYYY-MM-DD]
         write the seeded synthetic card-transaction feed, one file per day, into
-        FINMATH_HOME/landing/transactions (the documented generator, nothing fetched)
+        FINMATH_HOME/landing/transactions (the documented generator, nothing fetched); a day
+        whose file exists is kept as it is
     python -m finmath_assets.landing tick
         run one tick of the drop-folder sensors (`price_files`, `transaction_files`) without the
         daemon, and execute the runs they request, in this process, on DAGSTER_HOME's instance
@@ -27,7 +28,12 @@ def generate_transactions(days: int, end: date, seed: int) -> list[str]:
     directory = Settings().landing_dir / "transactions"
     written = []
     for offset in range(days - 1, -1, -1):
-        path = write_transaction_file(directory, end - timedelta(days=offset), seed=seed)
+        day = end - timedelta(days=offset)
+        existing = directory / f"transactions_{day.isoformat()}.csv"
+        if existing.exists():  # a landed file is never rewritten: it would be ingested again
+            print(f"kept {existing}")
+            continue
+        path = write_transaction_file(directory, day, seed=seed)
         written.append(str(path))
         print(f"wrote {path}")
     return written

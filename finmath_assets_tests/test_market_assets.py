@@ -328,6 +328,16 @@ def test_landing_cli_generates_the_feed_and_a_tick_ingests_it(
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM market.card_transactions").fetchone()[0] == 990
     capsys.readouterr()
-    # a second tick finds every file already ingested: nothing runs again
+    # a second tick finds every file already ingested: nothing runs again; generating the same
+    # days again keeps the landed files (a rewrite would be ingested again) and adds the new day
     assert landing.main(["tick"]) == 0
     assert "no new transaction files" in capsys.readouterr().out
+    landed = home / "landing" / "transactions" / "transactions_2026-11-24.csv"
+    mtime = landed.stat().st_mtime_ns
+    assert landing.main(["generate-transactions", "--days", "2", "--end", "2026-11-25"]) == 0
+    assert landed.stat().st_mtime_ns == mtime
+    assert "wrote" in capsys.readouterr().out
+    assert landing.main(["tick"]) == 0
+    assert "running transactions_job for partition transactions_2026-11-25.csv" in (
+        capsys.readouterr().out
+    )
