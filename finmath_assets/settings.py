@@ -183,6 +183,28 @@ class Settings(BaseSettings):
         default="finmath-return-forecaster", description="Registered log-return forecaster."
     )
 
+    llm_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint (vLLM, Ollama's /v1, a llama.cpp server, "
+        "OpenAI); unset: /ask answers 503 and llm_qa_eval is not materialised.",
+    )
+    llm_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"),
+        description="API key for the endpoint (local servers ignore it).",
+    )
+    llm_model: str = Field(default="qwen2.5-coder-1.5b-instruct", description="Model name sent.")
+    llm_prompt: Literal["paper", "improved"] = Field(
+        default="improved",
+        description="'paper': FinanceMath's PoT prompt verbatim; 'improved': ours (retrieved "
+        "solved examples, the answer started as `def solution():`).",
+    )
+    llm_few_shot: int = Field(
+        default=2, ge=0, le=8, description="Retrieved solved examples in the improved prompt."
+    )
+    llm_max_tokens: int = Field(default=512, ge=16, le=8192, description="Completion limit.")
+    llm_timeout_seconds: float = Field(default=120, gt=0, description="Per LLM call.")
+    llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries per LLM call.")
+
     @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -255,3 +277,7 @@ class Settings(BaseSettings):
             "log_volume": self.volume_forecaster_name,
             "log_return": self.return_forecaster_name,
         }
+
+    @property
+    def llm_api_key_value(self) -> str:
+        return self.llm_api_key.get_secret_value()
