@@ -89,3 +89,41 @@ def test_reproducibility_rule_reports_mismatches_and_failures() -> None:
     assert not outcome.passed
     assert outcome.metadata["mismatches"] == ["b: got 2.1, ground truth 2.0"]
     assert outcome.metadata["failures"] == ["c: timeout"]
+
+
+def test_a_program_cannot_start_processes_but_threads_work() -> None:
+    forks = run_solution(
+        "import os\ndef solution():\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n"
+        "    return 1\n"
+    )
+    assert forks.status == "error" and "Operation not permitted" in forks.output
+    spawns = run_solution(
+        "import subprocess\ndef solution():\n    subprocess.run(['/bin/true'])\n    return 1\n"
+    )
+    assert spawns.status == "error" and "Operation not permitted" in spawns.output
+    threads = run_solution(
+        "import threading\ndef solution():\n    box = []\n"
+        "    t = threading.Thread(target=lambda: box.append(7.0))\n    t.start()\n    t.join()\n"
+        "    return box[0]\n"
+    )
+    assert (threads.status, threads.value) == ("ok", 7.0)
+
+
+def test_without_bubblewrap_the_weaker_fallback_still_stops_processes_and_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from finmath_assets.core import sandbox
+
+    real_which = sandbox.shutil.which
+    monkeypatch.setattr(
+        sandbox.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+    )
+    forks = run_solution("import os\ndef solution():\n    os.fork()\n    return 1\n")
+    assert forks.status == "error" and "Operation not permitted" in forks.output
+    assert forks.isolation.startswith("unshare (weaker")
+    offline = run_solution(
+        "import socket\ndef solution():\n"
+        "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n    return 1\n"
+    )
+    assert offline.status == "error"
+    assert (run_solution("def solution():\n    return 2.5\n").value) == 2.5

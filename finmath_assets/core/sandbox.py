@@ -5,14 +5,17 @@ With bubblewrap (Debian ``bubblewrap``): read-only root, a private tmpfs ``/tmp`
 writable place), every namespace unshared (no network), capabilities dropped, an unprivileged uid
 inside its user namespace, killed with the parent. Always: ``python -I`` (isolated mode), and
 rlimits on address space, CPU seconds and file size, plus a wall-clock timeout after which the
-whole process group is killed. Not yet: a process limit (RLIMIT_NPROC does not bind a process
-whose host uid is root, which it is when the caller is root; the LLM issue needs it). Without
-bubblewrap the fallback is ``unshare -rn`` (no network) with the same rlimits: weaker (the
-filesystem is reachable), and ``SandboxResult.isolation`` says so.
+whole process group is killed; and a seccomp filter (libseccomp through ``pyseccomp``) that
+refuses ``fork``, ``vfork`` and any ``clone`` that is not a thread, so a program cannot start
+processes (threads still work: numpy and scipy need them). RLIMIT_NPROC would not do: it does
+not bind a process whose host uid is root, which the sandboxed process is when the caller is.
+Without bubblewrap the fallback is ``unshare -rn`` (no network) with the same rlimits and filter:
+weaker (the filesystem is reachable), and ``SandboxResult.isolation`` says so.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -70,13 +73,32 @@ def isolation() -> str:
     return "unshare (weaker: filesystem reachable)"
 
 
-def _limit(limits: Limits) -> None:  # runs in the child before exec
+_CLONE_THREAD = 0x00010000
+
+
+def _no_process_filter():
+    """A seccomp filter: every syscall allowed except creating a process (EPERM); ``clone3``
+    answers ENOSYS so the C library falls back to ``clone``, whose flags the filter can see."""
+    import pyseccomp as seccomp
+
+    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    for name in ("fork", "vfork"):
+        rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
+    no_thread = seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_THREAD, 0)
+    rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", no_thread)
+    rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    return rules
+
+
+def _limit(limits: Limits, *, load_filter: bool) -> None:  # runs in the child before exec
     os.setsid()
     mb = 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb, limits.file_mb * mb))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if load_filter:  # without bubblewrap: the filter binds `unshare` and, through exec, python
+        _no_process_filter().load()
 
 
 def _interpreter_paths_under_tmp() -> list[str]:
@@ -86,9 +108,9 @@ def _interpreter_paths_under_tmp() -> list[str]:
     return sorted(p for p in paths if Path(p).resolve().is_relative_to("/tmp"))
 
 
-def _command(folder: Path) -> list[str]:
+def _command(folder: Path, seccomp_fd: int | None) -> list[str]:
     python = [sys.executable, "-I"]
-    if shutil.which("bwrap"):
+    if seccomp_fd is not None:
         rebind = [arg for p in _interpreter_paths_under_tmp() for arg in ("--ro-bind", p, p)]
         return [
             "bwrap",
@@ -104,6 +126,7 @@ def _command(folder: Path) -> list[str]:
             "--die-with-parent",
             "--new-session",
             "--cap-drop", "ALL",
+            "--seccomp", str(seccomp_fd),  # bubblewrap needs clone itself: loaded last
             "--chdir", "/tmp",
             *python, "/tmp/program/runner.py", "/tmp/program/solution.py",
         ]  # fmt: skip
@@ -122,14 +145,20 @@ def run_solution(source: str, limits: Limits | None = None) -> SandboxResult:
         (folder / "runner.py").write_text(_RUNNER, encoding="utf-8")
         (folder / "solution.py").write_text(source, encoding="utf-8")
         folder.chmod(0o755)
-        process = subprocess.Popen(
-            _command(folder),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limit(limits),
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        )
+        bubblewrap = shutil.which("bwrap") is not None
+        with tempfile.TemporaryFile() as bpf:  # the filter, read by bubblewrap at start-up
+            if bubblewrap:
+                _no_process_filter().export_bpf(bpf)
+                bpf.seek(0)
+            process = subprocess.Popen(
+                _command(folder, bpf.fileno() if bubblewrap else None),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: _limit(limits, load_filter=not bubblewrap),
+                pass_fds=(bpf.fileno(),) if bubblewrap else (),
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1"},
+            )
         try:
             raw, _ = process.communicate(timeout=limits.wall_seconds)
             timed_out = False
