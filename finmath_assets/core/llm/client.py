@@ -1,0 +1,225 @@
+"""One client for OpenAI-compatible chat endpoints (vLLM, llama.cpp's ``llama-server``,
+Ollama's ``/v1``, OpenAI), on the ``openai`` SDK.
+
+Deterministic and bounded: temperature 0, ``max_tokens``, a per-attempt timeout and a number of
+retries (the SDK retries connection errors, timeouts, 408/409/429 and 5xx with exponential
+backoff, so one call may take up to ``(max_retries + 1) * timeout_seconds`` plus the backoff).
+Every failure to get a completion becomes one :class:`LLMError` naming the endpoint and model.
+
+Assistant prefill: with ``prefill``, the request ends with an assistant message holding it, and
+the returned ``text`` is ``prefill + completion``. Servers differ in what they do with it:
+
+* ``llama-server`` continues a final assistant message by default (since llama.cpp PR #13174,
+  2025; ``--no-prefill-assistant`` turns that off).
+* vLLM continues it only when the request says ``continue_final_message: true`` and
+  ``add_generation_prompt: false``: construct the client with ``continue_final_message=True``
+  (other servers may reject those unknown fields, OpenAI does).
+* OpenAI's API (and servers that close the assistant turn) start a new answer instead. The model
+  then usually writes the whole program again, fence included; when the completion itself opens
+  with a code fence or ``def solution`` the prefill is *not* put in front of it
+  (``Completion.prefill_used`` is False), so the text stays one well-formed program.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import openai
+
+if TYPE_CHECKING:
+    from finmath_assets.settings import Settings
+
+ErrorKind = Literal["connection", "timeout", "http", "bad_response"]
+VLLM_CONTINUE_FINAL_MESSAGE: dict[str, bool] = {
+    "continue_final_message": True,
+    "add_generation_prompt": False,
+}
+
+
+class LLMError(RuntimeError):
+    """No usable completion: the endpoint is unreachable, timed out, answered an HTTP error, or
+    sent a body that is not a chat completion. ``response`` keeps what the server sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        base_url: str,
+        model: str,
+        status_code: int | None = None,
+        response: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.base_url = base_url
+        self.model = model
+        self.status_code = status_code
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # the answer: prefill + completion when the prefill was used
+    completion: str  # what the model generated
+    prefill_used: bool
+    raw_response: dict[str, Any]  # the JSON body the server sent, as is
+    latency_seconds: float  # the whole call, retries included
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None  # "stop", "length" (hit max_tokens), ...
+    model: str  # as the server reports it (else as requested)
+
+
+def _restarts_answer(completion: str) -> bool:
+    """True when the model ignored the prefill and began a new answer of its own."""
+    head = completion.lstrip()
+    return head.startswith("```") or head.startswith("def solution")
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class LLMClient:
+    """A chat-completions client for one endpoint and model. Thread-safe (the SDK's client is);
+    close it, or use it as a context manager, to release its connection pool."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "not-needed",
+        max_tokens: int = 512,
+        timeout_seconds: float = 120.0,
+        max_retries: int = 2,
+        continue_final_message: bool = False,
+    ) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+        self.base_url = base_url
+        self.model = model
+        self.max_tokens = max_tokens
+        self.timeout_seconds = timeout_seconds
+        self.max_retries = max_retries
+        self.continue_final_message = continue_final_message
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout_seconds,
+            max_retries=max_retries,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLMClient:
+        if not settings.llm_base_url:
+            raise ValueError("FINMATH_LLM_BASE_URL is not set: no LLM endpoint configured")
+        return cls(
+            settings.llm_base_url,
+            settings.llm_model,
+            api_key=settings.llm_api_key_value,
+            max_tokens=settings.llm_max_tokens,
+            timeout_seconds=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _error(self, message: str, kind: ErrorKind, **extra: Any) -> LLMError:
+        return LLMError(
+            f"LLM endpoint {self.base_url} (model {self.model!r}): {message}",
+            kind=kind,
+            base_url=self.base_url,
+            model=self.model,
+            **extra,
+        )
+
+    def complete(
+        self, messages: Sequence[Mapping[str, str]], *, prefill: str | None = None
+    ) -> Completion:
+        """One chat completion at temperature 0. Raises :class:`LLMError` when none comes."""
+        sent: list[dict[str, str]] = [dict(message) for message in messages]
+        if prefill:
+            sent.append({"role": "assistant", "content": prefill})
+        extra_body = (
+            VLLM_CONTINUE_FINAL_MESSAGE if prefill and self.continue_final_message else None
+        )
+        started = time.perf_counter()
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.model,
+                messages=sent,  # type: ignore[arg-type]
+                temperature=0.0,
+                max_tokens=self.max_tokens,
+                extra_body=extra_body,
+            )
+            body_text = raw.http_response.text
+        except openai.APITimeoutError as exc:
+            raise self._error(
+                f"timed out after {self.timeout_seconds:g} s per attempt "
+                f"({self.max_retries + 1} attempts)",
+                "timeout",
+            ) from exc
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise self._error(
+                f"could not connect ({self.max_retries + 1} attempts): {cause}", "connection"
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise self._error(
+                f"HTTP {exc.status_code}: {exc.message}",
+                "http",
+                status_code=exc.status_code,
+                response=exc.body,
+            ) from exc
+        latency = time.perf_counter() - started
+        return self._parse(body_text, latency, prefill)
+
+    def _parse(self, body_text: str, latency: float, prefill: str | None) -> Completion:
+        try:
+            body = json.loads(body_text)
+        except ValueError as exc:
+            raise self._error(
+                f"the response is not JSON: {body_text[:200]!r}", "bad_response", response=body_text
+            ) from exc
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._error(
+                f"the response holds no choices: {body_text[:200]!r}",
+                "bad_response",
+                response=body,
+            )
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        content = message.get("content")
+        completion = content if isinstance(content, str) else ""
+        prefill_used = bool(prefill) and not _restarts_answer(completion)
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        finish = choice.get("finish_reason")
+        return Completion(
+            text=(prefill or "") + completion if prefill_used else completion,
+            completion=completion,
+            prefill_used=prefill_used,
+            raw_response=body,
+            latency_seconds=latency,
+            prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+            completion_tokens=_int_or_none(usage.get("completion_tokens")),
+            finish_reason=finish if isinstance(finish, str) else None,
+            model=body.get("model") if isinstance(body.get("model"), str) else self.model,
+        )
