@@ -14,6 +14,8 @@ from finmath_assets.defs.assets import (
     features,
     forecasting,
     ingestion,
+    llm,
+    llm_eval,
     market,
     model,
     monitoring,
@@ -36,6 +38,7 @@ from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     FinanceMathSourceResource,
     ForecastingResource,
+    LLMResource,
     MarketFeedsResource,
     MlflowTrackingResource,
     MonitoringResource,
@@ -52,7 +55,7 @@ from finmath_assets.defs.sensors import (
 )
 from finmath_assets.settings import Settings
 
-ASSET_MODULES = [ingestion, tables, embeddings, features, model, monitoring]
+ASSET_MODULES = [ingestion, tables, embeddings, features, model, monitoring, llm]
 MARKET_ASSET_MODULES = [market, transactions, forecasting]
 # The FinanceMath graph (unpartitioned, `finmath/...`) and the market half (`market/...`, partly
 # partitioned) run as separate jobs: one run cannot mix partitioned and unpartitioned assets.
@@ -68,6 +71,11 @@ TRANSACTIONS_JOB = dg.define_asset_job(
     selection=dg.AssetSelection.groups(transactions.GROUP),
     partitions_def=TRANSACTION_FILES,
     description="Ingest one landed card-transaction file.",
+)
+LLM_EVAL_JOB = dg.define_asset_job(
+    "llm_eval_job",
+    selection=dg.AssetSelection.groups(llm_eval.GROUP),
+    description="Evaluate the LLM endpoint (FINMATH_LLM_BASE_URL) on the validation split.",
 )
 FORECAST_JOB = dg.define_asset_job(
     "forecast_job",
@@ -85,7 +93,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         dg.load_assets_from_modules(MARKET_ASSET_MODULES), settings
     )
     return dg.Definitions(
-        assets=[*assets, *market_assets],
+        assets=[*assets, *market_assets, *dg.load_assets_from_modules([llm_eval])],
         asset_checks=[*CHECKS, *MARKET_CHECKS],
         schedules=[
             dg.ScheduleDefinition(
@@ -130,6 +138,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             MARKET_PRICES_JOB,
             TRANSACTIONS_JOB,
             FORECAST_JOB,
+            LLM_EVAL_JOB,
         ],
         resources={
             WAREHOUSE_IO_MANAGER: WarehouseIOManager(database=str(settings.warehouse_path)),
@@ -144,6 +153,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "monitor": MonitoringResource.from_settings(settings),
             "market_feeds": MarketFeedsResource.from_settings(settings),
             "forecasting": ForecastingResource.from_settings(settings),
+            "llm": LLMResource.from_settings(settings),
         },
         executor=build_executor(settings.executor),
     )

@@ -10,7 +10,12 @@ import sys
 
 import duckdb
 
-from finmath_assets.defs.constants import DATA_SPINE_ASSETS, MODEL_ASSETS, MONITORING_ASSETS
+from finmath_assets.defs.constants import (
+    DATA_SPINE_ASSETS,
+    LLM_ASSETS,
+    MODEL_ASSETS,
+    MONITORING_ASSETS,
+)
 from finmath_assets.settings import Settings
 
 TABLES = (
@@ -19,6 +24,7 @@ TABLES = (
     "model_evaluations",
     *MONITORING_ASSETS,
     "drift_history",
+    *LLM_ASSETS,
 )
 
 

@@ -17,7 +17,7 @@ from finmath_assets.core.features import feature_columns, features_from_request
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.checks import CHECKS
-from finmath_assets.defs.constants import MODEL_ASSETS, MONITORING_ASSETS
+from finmath_assets.defs.constants import LLM_ASSETS, MODEL_ASSETS, MONITORING_ASSETS
 from finmath_assets.defs.market_checks import MARKET_CHECKS
 from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materialize
 
@@ -224,7 +224,7 @@ def test_warehouse_assets_share_the_single_writer_pool() -> None:
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()}
-    names = [*ASSETS, *MODEL_ASSETS, *MONITORING_ASSETS]
+    names = [*ASSETS, *MODEL_ASSETS, *MONITORING_ASSETS, *LLM_ASSETS]
     market = [
         "market_prices",
         "rejected_market_prices",
@@ -236,7 +236,7 @@ def test_warehouse_assets_share_the_single_writer_pool() -> None:
     ]
     assert pools == {f"finmath/{name}": {"duckdb"} for name in names} | {
         f"market/{name}": {"duckdb"} for name in market
-    }
+    } | {"llm/llm_qa_eval": {"duckdb"}}
     # the checks read the warehouse: they queue behind writers too
     assert {pool for c in (*CHECKS, *MARKET_CHECKS) for pool in c.op.pools} == {"duckdb"}
     instance_config = (ROOT / "dagster.yaml").read_text()

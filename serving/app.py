@@ -31,6 +31,7 @@ from finmath_assets.core.market.forecasting import Target
 from finmath_assets.core.market.registry import LoadedForecaster, load_forecaster
 from finmath_assets.core.registry import CHAMPION, current_version, load_model
 from finmath_assets.settings import Settings
+from serving.ask import Asker, NoEndpointError
 from serving.batching import MicroBatcher
 from serving.forecasters import ForecasterState, NoForecasterError, UnknownTickerError
 from serving.inference_log import InferenceLogWriter
@@ -38,6 +39,8 @@ from serving.metrics import ServiceMetrics
 from serving.model_state import ModelState
 from serving.predictor import Answer, Query, predict_batch
 from serving.schemas import (
+    AskRequest,
+    AskResponse,
     BatchRequest,
     BatchResponse,
     ForecasterDescription,
@@ -47,6 +50,7 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     Readiness,
+    RetrievedExample,
 )
 from serving.settings import ServingSettings
 
@@ -161,9 +165,11 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
         task = asyncio.create_task(refresher()) if state.follows_alias else None
         app.state.model_state, app.state.batcher, app.state.writer = state, batcher, writer
+        app.state.asker = await asyncio.to_thread(Asker.from_settings, settings, embedder)
         try:
             yield
         finally:
+            app.state.asker.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +290,47 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         finally:
             metrics.forecasts.labels(body.target, outcome).inc()
             metrics.forecast_latency.labels(body.target).observe(time.perf_counter() - started)
+
+    @app.post(
+        "/ask",
+        response_model=AskResponse,
+        responses={503: {"description": "No LLM endpoint configured (FINMATH_LLM_BASE_URL)"}},
+    )
+    async def ask(body: AskRequest) -> AskResponse:
+        """Answer with the configured LLM: it writes ``def solution():``, the sandbox runs it.
+        A failed call or program is a 200 whose ``status`` says what happened."""
+        asker: Asker = app.state.asker
+        try:
+            reply = await run_in_threadpool(asker.ask, body.question, list(body.tables))
+        except NoEndpointError as exc:
+            metrics.asks.labels("no_endpoint").inc()
+            raise HTTPException(status_code=503, detail=exc.detail) from exc
+        metrics.asks.labels(reply.status).inc()
+        if reply.llm_seconds is not None:
+            metrics.llm_latency.observe(reply.llm_seconds)
+        if reply.sandbox_status is not None:
+            metrics.sandbox_runs.labels(reply.sandbox_status).inc()
+            metrics.sandbox_latency.observe(reply.sandbox_seconds or 0.0)
+        return AskResponse(
+            answer=reply.value,
+            status=reply.status,
+            error=reply.error,
+            program=reply.program,
+            raw_output=reply.raw_output,
+            retrieved=[
+                RetrievedExample(question_id=r.question_id, similarity=round(r.similarity, 4))
+                for r in reply.retrieved
+            ],
+            model=reply.model,
+            prompt_variant=reply.prompt_variant,
+            isolation=reply.isolation,
+            llm_seconds=reply.llm_seconds,
+            sandbox_seconds=reply.sandbox_seconds,
+            total_seconds=reply.total_seconds,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            request_id=uuid.uuid4().hex,
+        )
 
     @app.get("/forecasters", response_model=list[ForecasterDescription])
     async def forecaster_descriptions() -> list[ForecasterDescription]:

@@ -55,6 +55,25 @@ class ServiceMetrics:
             "Share of drifted embedding dimensions in the latest drift_report (-1: none yet)",
             registry=r,
         )
+        self.asks = Counter(
+            "finmath_llm_asks",
+            "POST /ask outcomes (ok, llm_error, no_program, error, timeout, no_number, "
+            "no_endpoint)",
+            ["outcome"],
+            registry=r,
+        )
+        self.llm_latency = Histogram(
+            "finmath_llm_call_seconds",
+            "Latency of LLM calls (retries included)",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
+            registry=r,
+        )
+        self.sandbox_runs = Counter(
+            "finmath_sandbox_runs", "Programs run in the sandbox, by status", ["status"], registry=r
+        )
+        self.sandbox_latency = Histogram(
+            "finmath_sandbox_seconds", "Sandbox run time", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.drift_share.set(-1)
         self.embedding_drift_share.set(-1)
         self._drift_stamp: float | None = None

@@ -141,3 +141,36 @@ class ForecasterDescription(BaseModel):
     tickers: list[str]
     last_observed: dict[str, dt.date]
     last_reload_error: str | None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{k: v for k, v in EXAMPLE.items() if k != "topic"}]},
+    )
+
+    question: str = Field(min_length=1, max_length=_LIMITS.max_question_chars)
+    tables: list[TableText] = Field(default_factory=list, max_length=_LIMITS.max_tables)
+
+
+class RetrievedExample(BaseModel):
+    question_id: str
+    similarity: float
+
+
+class AskResponse(BaseModel):
+    answer: float | None  # the number the program returned (None: see status)
+    status: str  # ok | llm_error | no_program | error | timeout | no_number
+    error: str | None
+    program: str | None  # what the sandbox ran (FinanceMath's extraction)
+    raw_output: str | None  # the model's text, always kept
+    retrieved: list[RetrievedExample]  # few-shot examples, most similar first
+    model: str
+    prompt_variant: str
+    isolation: str | None
+    llm_seconds: float | None
+    sandbox_seconds: float | None
+    total_seconds: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    request_id: str

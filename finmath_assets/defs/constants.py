@@ -15,7 +15,9 @@ DATA_SPINE_ASSETS = (
 )
 MODEL_ASSETS = ("answer_model", "cv_predictions", "evaluation_report", "batch_predictions")
 MONITORING_ASSETS = ("inference_log", "drift_report", "regression_quality_report")
+LLM_ASSETS = ("solved_examples",)
 
 MARKET_PREFIX = "market"  # asset key prefix and DuckDB schema of the market-data half
 MARKET_HISTORY_START = "2000-03-01"  # first trading day of the bundled history (and partition)
 MARKET_HISTORY_END = "2013-03-01"  # its last day: `make run` backfills this range
+LLM_PREFIX = "llm"  # asset key prefix and DuckDB schema of the LLM evaluation

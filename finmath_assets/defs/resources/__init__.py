@@ -2,6 +2,7 @@
 
 from finmath_assets.defs.resources.alerts import AlertSinkResource
 from finmath_assets.defs.resources.embedding_model import EmbeddingModelResource
+from finmath_assets.defs.resources.llm import LLMResource
 from finmath_assets.defs.resources.market import ForecastingResource, MarketFeedsResource
 from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
 from finmath_assets.defs.resources.monitoring import MonitoringResource
@@ -16,6 +17,7 @@ __all__ = [
     "EmbeddingModelResource",
     "FinanceMathSourceResource",
     "ForecastingResource",
+    "LLMResource",
     "MarketFeedsResource",
     "MlflowTrackingResource",
     "MonitoringResource",

@@ -1,0 +1,194 @@
+"""The LLM surfaces against a scripted OpenAI-compatible stub (the client wiring; scoring and
+sandbox are real): llm_qa_eval scores what the stub answered exactly as the paper would, keeps
+the raw outputs and logs to MLflow; without an endpoint it fails with the setting to set;
+`POST /ask` over real HTTP runs the model's program in the sandbox, reports failures in its
+status, counts them in Prometheus, and answers 503 without an endpoint, showing the most similar
+solved example labelled as not an answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+
+from finmath_assets.settings import Settings
+from finmath_assets_tests.conftest import Materialized, service_process
+from finmath_assets_tests.llm_stub import LLMStub, Reply
+
+VALIDATION = json.loads(
+    (
+        Path(__file__).resolve().parents[1] / "finmath_assets/data/financemath/validation.json"
+    ).read_text(encoding="utf-8")
+)
+BY_QUESTION = {record["question"]: record for record in VALIDATION}
+
+
+def _question_of(body: dict[str, Any]) -> dict:
+    """The validation record whose question is in the request's last user message."""
+    last_user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    return next(r for q, r in BY_QUESTION.items() if q in last_user)
+
+
+def _gold_for_even_ids(body: dict[str, Any]) -> Reply:
+    """validation-0, -2, ...: the gold program (correct); odd ids: a wrong constant."""
+    record = _question_of(body)
+    index = int(record["question_id"].rsplit("-", 1)[1])
+    if index % 2 == 0:
+        return Reply(content=f"```python\n{record['python_solution']}\n```")
+    return Reply(content="```python\ndef solution():\n    return -123456.0\n```")
+
+
+def test_llm_qa_eval_scores_the_stub_like_the_paper(
+    warm_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finmath_assets.definitions import build_definitions
+
+    monkeypatch.setenv("FINMATH_HOME", str(warm_copy))
+    with LLMStub(replies=[_gold_for_even_ids] * 4) as stub, dg.instance_for_test() as instance:
+        settings = Settings(
+            home=warm_copy, llm_base_url=stub.base_url, llm_model="stub-model", llm_few_shot=2
+        )
+        result = (
+            build_definitions(settings)
+            .resolve_job_def("llm_eval_job")
+            .execute_in_process(
+                instance=instance,
+                run_config={"ops": {"llm__llm_qa_eval": {"config": {"limit": 4}}}},
+            )
+        )
+        assert result.success
+        requests = stub.chat_requests
+    assert len(requests) == 4
+    assert all(r.body["temperature"] == 0 for r in requests)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT question_id, correct, executed, retrieved_ids, raw_output "
+            "FROM llm.llm_qa_eval ORDER BY question_id"
+        ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("validation-0", True, True),
+        ("validation-1", False, True),
+        ("validation-2", True, True),
+        ("validation-3", False, True),
+    ]
+    for question_id, _, _, retrieved, raw in rows:
+        ids = json.loads(retrieved)
+        assert len(ids) == 2 and question_id not in ids  # never retrieves itself
+        assert raw.startswith("```python")  # the raw output is kept as the model wrote it
+    (materialization,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["llm", "llm_qa_eval"])
+    ]
+    assert materialization.metadata["accuracy"].value == 50.0
+    assert materialization.metadata["execution_rate"].value == 100.0
+    assert "Llama-3.1-8B-Instruct 21.0" in materialization.metadata["by_topic"].value
+
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri_value)
+    runs = mlflow.search_runs(
+        experiment_names=[settings.mlflow_experiment],
+        filter_string="tags.`dagster.asset` = 'llm/llm_qa_eval'",
+        output_format="list",
+    )
+    assert len(runs) == 1 and runs[0].data.metrics["pot_accuracy"] == 50.0
+    assert runs[0].data.params["prompt"] == "improved"
+
+
+def test_llm_qa_eval_without_an_endpoint_fails_naming_the_setting(
+    warm_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from finmath_assets.definitions import build_definitions
+
+    monkeypatch.setenv("FINMATH_HOME", str(warm_copy))
+    with dg.instance_for_test() as instance:
+        result = (
+            build_definitions(Settings(home=warm_copy))
+            .resolve_job_def("llm_eval_job")
+            .execute_in_process(instance=instance, raise_on_error=False)
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "FINMATH_LLM_BASE_URL" in failure.step_failure_data.error.message
+
+
+@pytest.fixture
+def ask_settings(registry_copy: Settings, materialized_real: Materialized) -> Settings:
+    """A service home: the registry copy plus the exported solved-example bank."""
+    bank = materialized_real.settings.processed_dir / "solved_examples.parquet"
+    target = registry_copy.processed_dir / "solved_examples.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(bank, target)
+    return registry_copy
+
+
+def test_ask_runs_the_models_program_and_reports_failures(
+    ask_settings: Settings, tmp_path: Path
+) -> None:
+    record = VALIDATION[5]
+    replies = [
+        Reply(content=f"```python\n{record['python_solution']}\n```"),
+        Reply(content="I cannot write code today."),
+        Reply(content="```python\ndef solution():\n    while True:\n        pass\n```"),
+    ]
+    with LLMStub(replies=replies) as stub:
+        env = {"FINMATH_LLM_BASE_URL": stub.base_url, "FINMATH_LLM_MODEL": "stub-model"}
+        with service_process(ask_settings, tmp_path, extra_env=env) as url:
+            body = {"question": record["question"], "tables": record["tables"]}
+            ok = httpx.post(f"{url}/ask", json=body, timeout=60).json()
+            assert ok["status"] == "ok" and ok["answer"] == pytest.approx(
+                record["ground_truth"], rel=2e-3
+            )
+            assert ok["program"].lstrip().startswith("def solution")
+            assert [r["question_id"] for r in ok["retrieved"]] and ok["model"] == "stub-model"
+            assert ok["isolation"] and ok["llm_seconds"] is not None
+            garbage = httpx.post(f"{url}/ask", json=body, timeout=60).json()
+            assert garbage["status"] == "no_program" and garbage["answer"] is None
+            assert garbage["raw_output"].endswith("I cannot write code today.")  # prefill + reply
+            looping = httpx.post(f"{url}/ask", json=body, timeout=60).json()
+            # stopped by the CPU-seconds limit (an error) or, failing that, the wall clock
+            assert looping["status"] in ("error", "timeout") and looping["answer"] is None
+            bad = httpx.post(f"{url}/ask", json={"question": ""}, timeout=10)
+            assert bad.status_code == 422
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    for outcome in ("ok", "no_program", looping["status"]):
+        assert f'finmath_llm_asks_total{{outcome="{outcome}"}} 1.0' in metrics
+    for status in ("ok", looping["status"]):  # the unparseable program never reached it
+        assert f'finmath_sandbox_runs_total{{status="{status}"}} 1.0' in metrics
+    # the improved prompt carried the retrieved solved examples and the prefill
+    first = stub.chat_requests[0].body["messages"]
+    assert first[-1]["role"] == "assistant" and "def solution():" in first[-1]["content"]
+    assert sum(m["role"] == "assistant" for m in first) == 1 + 2  # two examples + prefill
+
+
+def test_ask_without_an_endpoint_is_503_with_a_labelled_similar_example(
+    ask_settings: Settings, tmp_path: Path
+) -> None:
+    record = VALIDATION[7]
+    with service_process(ask_settings, tmp_path) as url:
+        response = httpx.post(
+            f"{url}/ask", json={"question": record["question"], "tables": record["tables"]}
+        )
+        predict = httpx.post(
+            f"{url}/predict",
+            json={
+                "question": record["question"],
+                "tables": record["tables"],
+                "topic": record["topic"],
+            },
+        )
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "FINMATH_LLM_BASE_URL" in detail["message"]
+    similar = detail["most_similar_solved_example"]
+    assert "NOT an answer" in similar["note"]
+    assert similar["question_id"] == record["question_id"]  # the bank holds the question itself
+    assert "answer" not in detail
+    assert predict.status_code == 200  # the answer model is unaffected

@@ -1,0 +1,108 @@
+"""``POST /ask``: a question and its tables answered by the configured LLM with
+program-of-thought (``finmath_assets.core.llm.answering``: retrieval of solved examples, the
+model's program run in the sandbox). The service reads the example bank from the exported
+``processed/solved_examples.parquet`` (never the warehouse) and embeds with the embedder it
+already holds for ``/predict``, so the vectors are comparable with the bank's.
+
+Without an endpoint the route answers 503 and, when the bank is there, shows the most similar
+solved example, labelled as such: it is never presented as an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finmath_assets.core.llm.answering import LLMAnswer, answer
+from finmath_assets.core.llm.client import LLMClient
+from finmath_assets.core.llm.retrieval import ExampleBank, ExampleBankError
+from finmath_assets.core.sandbox import Limits
+from finmath_assets.settings import Settings
+
+log = logging.getLogger(__name__)
+SOLVED_EXAMPLES = "solved_examples.parquet"  # written by the solved_examples asset
+
+
+class NoEndpointError(RuntimeError):
+    """No LLM endpoint is configured; ``detail`` is the 503 body."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        super().__init__(detail["message"])
+        self.detail = detail
+
+
+@dataclass
+class Asker:
+    settings: Settings
+    embedder: Any  # the service's Embedder
+    client: LLMClient | None
+    bank: ExampleBank | None
+    bank_error: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Any) -> Asker:
+        bank, error = None, None
+        try:
+            bank = ExampleBank.read_parquet(settings.processed_dir / SOLVED_EXAMPLES)
+            if bank.model_id != embedder.model_id:
+                error = (
+                    f"the example bank was embedded with {bank.model_id!r}, this service embeds "
+                    f"with {embedder.model_id!r}: re-materialise solved_examples"
+                )
+                bank = None
+        except ExampleBankError as exc:
+            error = str(exc)
+        if error:
+            log.warning("/ask without retrieval: %s", error)
+        client = LLMClient.from_settings(settings) if settings.llm_base_url else None
+        if client is None:
+            log.warning("/ask answers 503: FINMATH_LLM_BASE_URL is not set")
+        return cls(settings, embedder, client, bank, error)
+
+    @property
+    def k(self) -> int:
+        return self.settings.llm_few_shot if self.bank is not None else 0
+
+    def ask(self, question: str, tables: list[str]) -> LLMAnswer:
+        """Blocking (LLM call and sandbox): run it in a worker thread."""
+        if self.client is None:
+            raise NoEndpointError(self._unavailable(question, tables))
+        variant = self.settings.llm_prompt
+        return answer(
+            question,
+            tables,
+            client=self.client,
+            prompt_variant=variant,
+            bank=self.bank,
+            embedder=self.embedder if self.k and variant == "improved" else None,
+            k=self.k if variant == "improved" else 0,
+            limits=Limits(),
+        )
+
+    def _unavailable(self, question: str, tables: list[str]) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "message": "no LLM endpoint is configured: set FINMATH_LLM_BASE_URL (and "
+            "FINMATH_LLM_MODEL) to an OpenAI-compatible server, e.g. `make llm-local`",
+        }
+        if self.bank is not None:
+            (nearest,) = self.bank.similar(question, tables, self.embedder, 1) or (None,)
+            if nearest is not None:
+                detail["most_similar_solved_example"] = {
+                    "note": "a solved example similar to your question, for reference; it is "
+                    "NOT an answer to your question",
+                    "question_id": nearest.example.question_id,
+                    "similarity": round(nearest.similarity, 4),
+                    "question": nearest.example.question,
+                    "python_solution": nearest.example.python_solution,
+                }
+        return detail
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def bank_path(settings: Settings) -> Path:
+    return settings.processed_dir / SOLVED_EXAMPLES
