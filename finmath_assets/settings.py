@@ -201,6 +201,13 @@ class Settings(BaseSettings):
     llm_few_shot: int = Field(
         default=2, ge=0, le=8, description="Retrieved solved examples in the improved prompt."
     )
+    llm_prefill_mode: Literal["chat", "vllm", "chatml"] = Field(
+        default="chat",
+        description="How the improved prompt's `def solution():` prefill is sent: 'chat' (a "
+        "final assistant message: llama.cpp's llama-server continues it), 'vllm' (plus "
+        "continue_final_message), 'chatml' (ChatML text to /v1/completions: llama-cpp-python's "
+        "server, Qwen models).",
+    )
     llm_max_tokens: int = Field(default=512, ge=16, le=8192, description="Completion limit.")
     llm_timeout_seconds: float = Field(default=120, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries per LLM call.")

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CHAT_PATH = "/v1/chat/completions"
+TEXT_PATH = "/v1/completions"  # plain text completions (the ChatML prefill mode)
 MODELS_PATH = "/v1/models"
 
 
@@ -76,6 +77,10 @@ class LLMStub:
     def chat_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path == CHAT_PATH]
 
+    @property
+    def text_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path == TEXT_PATH]
+
     def _next_reply(self, body: dict[str, Any]) -> Reply | None:
         with self._lock:
             script = self._script.pop(0) if self._script else None
@@ -124,7 +129,7 @@ class LLMStub:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 self._record(body)
-                if self.path != CHAT_PATH or not isinstance(body, dict):
+                if self.path not in (CHAT_PATH, TEXT_PATH) or not isinstance(body, dict):
                     self._send(404, b'{"error": {"message": "not found"}}')
                     return
                 reply = stub._next_reply(body)
@@ -140,7 +145,12 @@ class LLMStub:
                     error = {"error": {"message": f"stub error {reply.status}", "type": "stub"}}
                     self._send(reply.status, json.dumps(error).encode())
                 else:
-                    self._send(200, json.dumps(completion(body, reply)).encode())
+                    answer = completion(body, reply)
+                    if self.path == TEXT_PATH:  # text_completion: `text` instead of `message`
+                        answer["object"] = "text_completion"
+                        for choice in answer["choices"]:
+                            choice["text"] = choice.pop("message")["content"]
+                    self._send(200, json.dumps(answer).encode())
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

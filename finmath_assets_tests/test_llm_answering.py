@@ -215,6 +215,21 @@ def test_a_server_that_ignores_the_prefill_does_not_get_it_twice() -> None:
     assert result.raw_output == whole and (result.status, result.value) == ("ok", 42.0)
 
 
+def test_chatml_prefill_mode_continues_an_open_assistant_turn_via_completions() -> None:
+    body = "    a = 6\n    b = 7\n    return a * b\n```"
+    with LLMStub([Reply(body)]) as stub:
+        with LLMClient(stub.base_url, "stub-model", prefill_mode="chatml") as client:
+            result = answer(QUESTION, [], client=client, prompt_variant="improved")
+        (request,) = stub.text_requests
+    assert stub.chat_requests == []
+    prompt = request.body["prompt"]
+    assert prompt.startswith("<|im_start|>system\n")
+    assert prompt.endswith("<|im_start|>assistant\n" + PROGRAM_PREFILL)  # left open
+    assert request.body["temperature"] == 0 and "<|im_end|>" in request.body["stop"]
+    assert result.raw_output == PROGRAM_PREFILL + body
+    assert (result.status, result.value) == ("ok", 42.0)
+
+
 def test_a_paper_style_continuation_is_completed_by_the_papers_extraction() -> None:
     # the paper's prompt ends inside `def solution():`; models often just continue the body
     continuation = "    a = 6\n    b = 7\n    return a * b\n```\nThe answer is 42."

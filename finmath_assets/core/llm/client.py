@@ -14,6 +14,10 @@ the returned ``text`` is ``prefill + completion``. Servers differ in what they d
 * vLLM continues it only when the request says ``continue_final_message: true`` and
   ``add_generation_prompt: false``: construct the client with ``continue_final_message=True``
   (other servers may reject those unknown fields, OpenAI does).
+* llama-cpp-python's ``llama_cpp.server`` closes the final assistant message and opens a new
+  turn (measured here, 0.3.36): ``prefill_mode="chatml"`` sends the ChatML text of the
+  conversation, the assistant turn left open, to ``/v1/completions`` instead (Qwen's template;
+  ``FINMATH_LLM_PREFILL_MODE=chatml``, which ``make llm-local`` prints).
 * OpenAI's API (and servers that close the assistant turn) start a new answer instead. The model
   then usually writes the whole program again, fence included; when the completion itself opens
   with a code fence or ``def solution`` the prefill is *not* put in front of it
@@ -75,6 +79,29 @@ class Completion:
     model: str  # as the server reports it (else as requested)
 
 
+PrefillMode = Literal["chat", "vllm", "chatml"]
+PREFILL_MODES: tuple[str, ...] = ("chat", "vllm", "chatml")
+# Qwen2.5's default system prompt, which its chat template adds when a conversation has none
+QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+
+def chatml_prompt(messages: Sequence[Mapping[str, str]]) -> str:
+    """The ChatML text (Qwen's template) of ``messages``; a final assistant message is left open
+    (no ``<|im_end|>``) so that a completions endpoint continues it."""
+    turns = [dict(m) for m in messages]
+    if not turns or turns[0]["role"] != "system":
+        turns.insert(0, {"role": "system", "content": QWEN_DEFAULT_SYSTEM})
+    parts = []
+    for index, turn in enumerate(turns):
+        if index == len(turns) - 1 and turn["role"] == "assistant":
+            parts.append(f"<|im_start|>assistant\n{turn['content']}")
+        else:
+            parts.append(f"<|im_start|>{turn['role']}\n{turn['content']}<|im_end|>\n")
+    if turns[-1]["role"] != "assistant":
+        parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
+
+
 def _restarts_answer(completion: str) -> bool:
     """True when the model ignored the prefill and began a new answer of its own."""
     head = completion.lstrip()
@@ -99,6 +126,7 @@ class LLMClient:
         timeout_seconds: float = 120.0,
         max_retries: int = 2,
         continue_final_message: bool = False,
+        prefill_mode: PrefillMode = "chat",
     ) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
@@ -111,7 +139,10 @@ class LLMClient:
         self.max_tokens = max_tokens
         self.timeout_seconds = timeout_seconds
         self.max_retries = max_retries
-        self.continue_final_message = continue_final_message
+        if prefill_mode not in PREFILL_MODES:
+            raise ValueError(f"prefill_mode must be one of {PREFILL_MODES}, got {prefill_mode!r}")
+        self.continue_final_message = continue_final_message or prefill_mode == "vllm"
+        self.prefill_mode = prefill_mode
         self._client = openai.OpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -130,6 +161,7 @@ class LLMClient:
             max_tokens=settings.llm_max_tokens,
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            prefill_mode=settings.llm_prefill_mode,
         )
 
     def close(self) -> None:
@@ -153,7 +185,7 @@ class LLMClient:
     def complete(
         self, messages: Sequence[Mapping[str, str]], *, prefill: str | None = None
     ) -> Completion:
-        """One chat completion at temperature 0. Raises :class:`LLMError` when none comes."""
+        """One completion at temperature 0. Raises :class:`LLMError` when none comes."""
         sent: list[dict[str, str]] = [dict(message) for message in messages]
         if prefill:
             sent.append({"role": "assistant", "content": prefill})
@@ -162,13 +194,24 @@ class LLMClient:
         )
         started = time.perf_counter()
         try:
-            raw = self._client.chat.completions.with_raw_response.create(
-                model=self.model,
-                messages=sent,  # type: ignore[arg-type]
-                temperature=0.0,
-                max_tokens=self.max_tokens,
-                extra_body=extra_body,
-            )
+            if prefill and self.prefill_mode == "chatml":
+                # a true prefill on servers whose chat endpoint closes the final assistant
+                # message (llama-cpp-python's): the ChatML text, left open, to /v1/completions
+                raw = self._client.completions.with_raw_response.create(
+                    model=self.model,
+                    prompt=chatml_prompt(sent),
+                    temperature=0.0,
+                    max_tokens=self.max_tokens,
+                    stop=["<|im_end|>", "<|endoftext|>"],
+                )
+            else:
+                raw = self._client.chat.completions.with_raw_response.create(
+                    model=self.model,
+                    messages=sent,  # type: ignore[arg-type]
+                    temperature=0.0,
+                    max_tokens=self.max_tokens,
+                    extra_body=extra_body,
+                )
             body_text = raw.http_response.text
         except openai.APITimeoutError as exc:
             raise self._error(
@@ -207,7 +250,7 @@ class LLMClient:
             )
         choice = choices[0]
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        content = message.get("content")
+        content = message.get("content") if message else choice.get("text")  # chat | completions
         completion = content if isinstance(content, str) else ""
         prefill_used = bool(prefill) and not _restarts_answer(completion)
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}

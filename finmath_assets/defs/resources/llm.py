@@ -19,6 +19,7 @@ class LLMResource(dg.ConfigurableResource):
     max_tokens: int = 512
     timeout_seconds: float = 120
     max_retries: int = 2
+    prefill_mode: Literal["chat", "vllm", "chatml"] = "chat"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMResource:
@@ -30,6 +31,7 @@ class LLMResource(dg.ConfigurableResource):
             max_tokens=settings.llm_max_tokens,
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            prefill_mode=settings.llm_prefill_mode,
         )
 
     @property
@@ -49,4 +51,5 @@ class LLMResource(dg.ConfigurableResource):
             max_tokens=self.max_tokens,
             timeout_seconds=self.timeout_seconds,
             max_retries=self.max_retries,
+            prefill_mode=self.prefill_mode,
         )
