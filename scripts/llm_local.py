@@ -24,7 +24,8 @@ template (Qwen's ChatML, including its default system prompt), on 127.0.0.1. Aft
 
 Prefill: llama_cpp.server's chat endpoint does NOT continue a final assistant message; it closes
 it with <|im_end|> and opens a new assistant turn. For a true prefill, send the ChatML prompt
-(see `chatml_prompt()`) to /v1/completions. See docs/llm-local.md for the measurements.
+(`chatml_prompt()` in finmath_assets/core/llm/client.py) to /v1/completions. See
+docs/llm-local.md for the measurements.
 
 Only the standard library is used here (the server itself runs in the venv's interpreter).
 """
@@ -904,29 +905,6 @@ def cmd_all(args: argparse.Namespace) -> None:
     cmd_verify(args)
     cmd_install_server(args)
     cmd_serve(args)
-
-
-# ── prompts (used by the tests and the docs; the answering module has its own) ───────────────
-
-QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-
-
-def chatml_prompt(messages: list[dict[str, str]]) -> str:
-    """Qwen2.5's ChatML as its GGUF template renders it, except that a final assistant message is
-    left open (no <|im_end|>, no new turn), so /v1/completions continues it: a true prefill."""
-    msgs = list(messages)
-    if not msgs or msgs[0]["role"] != "system":
-        msgs.insert(0, {"role": "system", "content": QWEN_DEFAULT_SYSTEM})
-    out = []
-    for i, m in enumerate(msgs):
-        last = i == len(msgs) - 1
-        if last and m["role"] == "assistant":
-            out.append(f"<|im_start|>assistant\n{m['content']}")
-        else:
-            out.append(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n")
-    if msgs[-1]["role"] != "assistant":
-        out.append("<|im_start|>assistant\n")
-    return "".join(out)
 
 
 # ── command line ──────────────────────────────────────────────────────────────────────────────

@@ -66,7 +66,7 @@ def _load_script() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def llm_local() -> ModuleType:
-    """scripts/llm_local.py as a module (its constants and chatml_prompt())."""
+    """scripts/llm_local.py as a module (its constants and commands)."""
     return _load_script()
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import re
 
+from finmath_assets.core.llm.client import chatml_prompt
+
 SYSTEM = (
     "You are a financial expert, you are supposed to generate a Python program to answer the "
     "given question. The returned value of the program is supposed to be the answer."
@@ -71,13 +73,11 @@ def test_chat_does_not_continue_a_final_assistant_message(llm_client, llm_server
     assert "def solution" in text or text.lstrip().startswith("```"), text
 
 
-def test_completions_with_an_open_chatml_prompt_continue_the_prefill(
-    llm_client, llm_server, llm_local
-):
+def test_completions_with_an_open_chatml_prompt_continue_the_prefill(llm_client, llm_server):
     """The way to a true prefill: the ChatML prompt, left open after the prefill, sent to
     /v1/completions. The model then writes the function body (indented), and prefill + reply
     is one program."""
-    prompt = llm_local.chatml_prompt(
+    prompt = chatml_prompt(
         [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": QUESTION},

@@ -4,7 +4,7 @@ question answering (part of the FinanceMath graph; the evaluation is ``llm_eval`
 import dagster as dg
 import pandas as pd
 
-from finmath_assets.core.llm.retrieval import Example, ExampleBank
+from finmath_assets.core.llm.retrieval import ExampleBank
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import ProcessedFilesResource
 
@@ -41,21 +41,7 @@ def solved_examples(
     ).sort_values("question_id")
     if merged.empty:
         raise dg.Failure("no labelled record with a python_solution and an embedding")
-    bank = ExampleBank(
-        [
-            Example(
-                question_id=row.question_id,
-                question=row.question,
-                tables=tuple(row.tables if row.tables is not None else ()),
-                python_solution=row.python_solution,
-                ground_truth=float(row.ground_truth),
-                topic=row.topic,
-            )
-            for row in merged.itertuples(index=False)
-        ],
-        [list(v) for v in merged["embedding"]],
-        str(merged["model_id"].iloc[0]),
-    )
+    bank = ExampleBank.from_frame(merged[list(ExampleBank.COLUMNS)])
     frame = bank.to_frame()
     path = processed_files.write_parquet(frame, SOLVED_EXAMPLES_PARQUET)
     context.add_output_metadata({"examples": len(frame), "path": dg.MetadataValue.path(str(path))})
