@@ -116,6 +116,25 @@ def _print_market(settings: Settings) -> None:
     print(f"forecast backtest plot: {plot}{'' if plot.exists() else ' (missing)'}")
 
 
+def _print_sandbox() -> None:
+    """Which isolation the ground-truth check's sandbox used (bubblewrap, or the fallback)."""
+    import dagster as dg
+
+    key = dg.AssetCheckKey(
+        dg.AssetKey(["finmath", "validated_records"]), "ground_truth_reproducible"
+    )
+    with dg.DagsterInstance.get() as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+    event = records[0].event if records else None
+    evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
+    metadata = getattr(evaluation, "metadata", None) or {}
+    if "isolation" not in metadata:
+        print("sandbox: the ground-truth check has not run")
+        return
+    verdict = "passed" if evaluation.passed else "FAILED"
+    print(f"sandbox: {metadata['isolation'].value} (ground_truth_reproducible {verdict})")
+
+
 def main() -> int:
     settings = Settings()
     if not settings.warehouse_path.exists():
@@ -133,6 +152,7 @@ def main() -> int:
     print(f"  labelled records: {labelled:,}; embedding dimension: {dim}")
     parquet = settings.processed_dir / "finance_math_features.parquet"
     print(f"features parquet: {parquet}{'' if parquet.exists() else ' (missing)'}")
+    _print_sandbox()
     _print_model(settings)
     _print_monitoring(settings)
     _print_market(settings)

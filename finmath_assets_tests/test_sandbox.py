@@ -1,29 +1,57 @@
-"""The sandbox on the real gold programs and on programs that misbehave (bubblewrap is installed
-by the test set-up when missing, as Debian's package)."""
+"""The sandbox on the real gold programs and on programs that misbehave, under both isolations.
 
+Every case runs in this pytest process after torch and onnxruntime are imported, as in the real
+pipeline and service (the old fallback failed only there). bubblewrap comes from `make
+system-deps`; the ``seccomp`` cases run with it installed but not used.
+"""
+
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import onnxruntime  # noqa: F401  (loaded on purpose: the real process has both)
 import pytest
+import torch  # noqa: F401
 
 from finmath_assets.core import quality, sandbox
-from finmath_assets.core.sandbox import Limits, run_solution
-from finmath_assets_tests.conftest import debian_package
+from finmath_assets.core.sandbox import Limits, SandboxUnavailableError, run_solution
+
+ISOLATIONS = ["bubblewrap", "seccomp"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def bubblewrap() -> None:
-    debian_package("bwrap", "bubblewrap")
-    assert sandbox.isolation() == "bubblewrap"
+@pytest.fixture(params=ISOLATIONS)
+def limits(request: pytest.FixtureRequest) -> Limits:
+    return Limits(isolation=request.param)
 
 
-def test_every_gold_program_runs_and_reproduces_its_ground_truth(real_validation) -> None:
+def test_the_fallback_is_chosen_only_when_asked_or_when_bubblewrap_cannot_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert sandbox.resolve("auto") == "bubblewrap"  # installed by make system-deps
+    assert sandbox.resolve("seccomp") == "seccomp"
+    monkeypatch.setenv("PATH", "/nonexistent")  # what a host without bubblewrap looks like
+    assert sandbox.resolve("auto") == "seccomp"
+    assert sandbox.isolation() == "seccomp (weaker: no namespaces, filesystem readable)"
+    with pytest.raises(SandboxUnavailableError, match=r"bwrap is not on PATH.*system-deps"):
+        sandbox.resolve("bubblewrap")
+    result = run_solution("def solution():\n    return 2.5\n")
+    assert (result.status, result.value) == ("ok", 2.5)
+    assert result.isolation == sandbox.LABELS["seccomp"]
+
+
+def test_every_gold_program_runs_and_reproduces_its_ground_truth(
+    real_validation, limits: Limits
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda r: run_solution(r["python_solution"]), real_validation))
-    assert [r.status for r in results] == ["ok"] * 200
+        results = list(
+            pool.map(lambda r: run_solution(r["python_solution"], limits), real_validation)
+        )
+    assert [r.status for r in results] == ["ok"] * 200, [r.output for r in results][:3]
     outcome = quality.reproducible(
         [r["question_id"] for r in real_validation],
         [r["ground_truth"] for r in real_validation],
@@ -32,36 +60,61 @@ def test_every_gold_program_runs_and_reproduces_its_ground_truth(real_validation
     )
     assert outcome.passed, outcome.metadata
     assert results[0].value == pytest.approx(-8184.0)  # validation-0
+    assert {r.isolation for r in results} == {sandbox.LABELS[limits.isolation]}
 
 
-def test_an_infinite_loop_is_killed_at_the_wall_clock_limit() -> None:
+def test_an_infinite_loop_is_killed_at_the_wall_clock_limit(limits: Limits) -> None:
     started = time.perf_counter()
     result = run_solution(
-        "def solution():\n    while True:\n        pass\n", Limits(wall_seconds=2)
+        "def solution():\n    while True:\n        pass\n",
+        Limits(wall_seconds=2, isolation=limits.isolation),
     )
     assert result.status == "timeout" and time.perf_counter() - started < 5
 
 
-def test_a_2_gb_allocation_fails() -> None:
-    result = run_solution("def solution():\n    return len(bytearray(2 * 1024**3))\n")
+def test_a_cpu_bound_program_is_stopped_by_the_cpu_limit(limits: Limits) -> None:
+    result = run_solution(
+        "def solution():\n    while True:\n        pass\n",
+        Limits(wall_seconds=10, cpu_seconds=1, isolation=limits.isolation),
+    )
+    assert result.status == "error" and result.seconds < 9  # SIGXCPU, not the wall clock
+
+
+def test_a_2_gb_allocation_fails(limits: Limits) -> None:
+    result = run_solution("def solution():\n    return len(bytearray(2 * 1024**3))\n", limits)
     assert result.status == "error" and "MemoryError" in result.output
 
 
-def test_writes_outside_the_private_tmp_fail() -> None:
-    target = Path.home() / "escaped-from-the-finmath-sandbox.txt"  # writable here, outside /tmp
+def test_writes_outside_the_sandbox_fail(limits: Limits) -> None:
+    target = Path.home() / "escaped-from-the-finmath-sandbox.txt"  # writable here
     result = run_solution(
-        f"def solution():\n    open({str(target)!r}, 'w').write('x')\n    return 1\n"
+        f"def solution():\n    open({str(target)!r}, 'w').write('x')\n    return 1\n", limits
     )
-    assert result.status == "error" and "Read-only file system" in result.output
+    expected = {"bubblewrap": "Read-only file system", "seccomp": "Operation not permitted"}
+    assert result.status == "error" and expected[limits.isolation] in result.output
     assert not target.exists()
+    victim = Path.home() / "finmath-sandbox-victim.txt"
+    victim.write_text("keep me")
+    try:
+        removal = run_solution(
+            f"import os\ndef solution():\n    os.remove({str(victim)!r})\n    return 1\n", limits
+        )
+        assert removal.status == "error" and victim.read_text() == "keep me"
+    finally:
+        victim.unlink()
+
+
+def test_bubblewrap_gives_a_private_writable_tmp() -> None:
     inside = run_solution(
         "def solution():\n    open('/tmp/scratch', 'w').write('12')\n"
-        "    return float(open('/tmp/scratch').read())\n"
+        "    return float(open('/tmp/scratch').read())\n",
+        Limits(isolation="bubblewrap"),
     )
     assert (inside.status, inside.value) == ("ok", 12.0)
+    assert not Path("/tmp/scratch").exists()
 
 
-def test_no_network_even_to_a_listening_local_port() -> None:
+def test_no_network_even_to_a_listening_local_port(limits: Limits) -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -69,17 +122,18 @@ def test_no_network_even_to_a_listening_local_port() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()  # reachable from here
         result = run_solution(
             "import socket\ndef solution():\n"
-            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    return 1\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    return 1\n",
+            limits,
         )
     assert result.status == "error"
-    assert "ConnectionRefusedError" in result.output or "Network is unreachable" in result.output
+    assert "Operation not permitted" in result.output  # no socket at all
 
 
-def test_programs_that_return_no_number() -> None:
-    assert run_solution("x = 1\n").status == "error"
-    assert run_solution("def solution():\n    return 'forty'\n").status == "no_number"
-    assert run_solution("def solution():\n    return float('nan')\n").status == "no_number"
-    assert run_solution("def solution(:\n").status == "error"
+def test_programs_that_return_no_number(limits: Limits) -> None:
+    assert run_solution("x = 1\n", limits).status == "error"
+    assert run_solution("def solution():\n    return 'forty'\n", limits).status == "no_number"
+    assert run_solution("def solution():\n    return float('nan')\n", limits).status == "no_number"
+    assert run_solution("def solution(:\n", limits).status == "error"
 
 
 def test_reproducibility_rule_reports_mismatches_and_failures() -> None:
@@ -91,39 +145,48 @@ def test_reproducibility_rule_reports_mismatches_and_failures() -> None:
     assert outcome.metadata["failures"] == ["c: timeout"]
 
 
-def test_a_program_cannot_start_processes_but_threads_work() -> None:
+def test_a_program_cannot_start_processes_but_threads_work(limits: Limits) -> None:
     forks = run_solution(
         "import os\ndef solution():\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n"
-        "    return 1\n"
+        "    return 1\n",
+        limits,
     )
     assert forks.status == "error" and "Operation not permitted" in forks.output
     spawns = run_solution(
-        "import subprocess\ndef solution():\n    subprocess.run(['/bin/true'])\n    return 1\n"
+        "import subprocess\ndef solution():\n    subprocess.run(['/bin/true'])\n    return 1\n",
+        limits,
     )
     assert spawns.status == "error" and "Operation not permitted" in spawns.output
     threads = run_solution(
         "import threading\ndef solution():\n    box = []\n"
         "    t = threading.Thread(target=lambda: box.append(7.0))\n    t.start()\n    t.join()\n"
-        "    return box[0]\n"
+        "    return box[0]\n",
+        limits,
     )
     assert (threads.status, threads.value) == ("ok", 7.0)
 
 
-def test_without_bubblewrap_the_weaker_fallback_still_stops_processes_and_network(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from finmath_assets.core import sandbox
+def test_a_program_cannot_signal_the_caller_in_the_fallback() -> None:
+    result = run_solution(
+        f"import os, signal\ndef solution():\n    os.kill({os.getpid()}, signal.SIGTERM)\n"
+        "    return 1\n",
+        Limits(isolation="seccomp"),
+    )
+    assert result.status == "error" and "Operation not permitted" in result.output
 
-    real_which = sandbox.shutil.which
-    monkeypatch.setattr(
-        sandbox.shutil, "which", lambda name: None if name == "bwrap" else real_which(name)
+
+def test_the_fallback_works_in_a_fresh_process_without_bubblewrap_on_path(tmp_path: Path) -> None:
+    """The way `make run` meets it on a host without bubblewrap: torch and onnxruntime loaded,
+    ``auto`` isolation, bwrap not on PATH."""
+    script = (
+        "import onnxruntime, torch\n"
+        "from finmath_assets.core.sandbox import run_solution\n"
+        "r = run_solution('def solution():\\n    return 2\\n')\n"
+        "print(r.status, r.value, r.isolation)\n"
     )
-    forks = run_solution("import os\ndef solution():\n    os.fork()\n    return 1\n")
-    assert forks.status == "error" and "Operation not permitted" in forks.output
-    assert forks.isolation.startswith("unshare (weaker")
-    offline = run_solution(
-        "import socket\ndef solution():\n"
-        "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n    return 1\n"
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
-    assert offline.status == "error"
-    assert (run_solution("def solution():\n    return 2.5\n").value) == 2.5
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok 2.0 seccomp (weaker: no namespaces, filesystem readable)"
