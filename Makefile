@@ -15,12 +15,13 @@ MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill llm-local test-llm eval-llm llm-stop clean
+.PHONY: help install system-deps dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill llm-local test-llm eval-llm llm-stop clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
 	@echo "            (FinanceMath graph, market-price backfill, landing feeds, forecasters)"
-	@echo "make test   set up, then run the whole test suite"
+	@echo "make test   set up (venv, install, make system-deps), then run the whole test suite"
+	@echo "make system-deps  the Debian packages the tests need (bubblewrap, prometheus, postgresql)"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
 	@echo "make lint   ruff check + format check, hadolint, docker compose config"
@@ -39,6 +40,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 	@touch $@
 
 install: $(INSTALLED)
+
+# What the tests need from the OS, from Debian's packages; idempotent. make run needs none of it.
+system-deps:
+	@scripts/system_deps.sh
 
 dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
@@ -62,7 +67,7 @@ dev: $(INSTALLED) dagster-home
 serve: $(INSTALLED)
 	$(BIN)/uvicorn serving.app:app --host 127.0.0.1 --port 8000
 
-test: $(INSTALLED)
+test: system-deps $(INSTALLED)
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
@@ -75,7 +80,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m finmath_assets.bench
 
 bench-serving: $(INSTALLED)
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@scripts/system_deps.sh wrk
 	$(BIN)/python scripts/bench_serving.py
 
 bench-forecast: $(INSTALLED)

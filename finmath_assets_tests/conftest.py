@@ -189,20 +189,16 @@ MATERIALIZE_ALL = [
 ]
 
 
-def debian_package(binary: str, package: str) -> str:
-    """The path of ``binary``, installing Debian's ``package`` first when it is missing (the
-    tests start real services; a fresh machine has none of them)."""
-    if shutil.which(binary) is None:
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-            subprocess.run(command, check=True, env=env, capture_output=True)
+def system_binary(binary: str, package: str) -> str:
+    """The path of ``binary`` from Debian's ``package``, which `make system-deps` installs
+    (`make test` runs it first); the tests never install anything themselves."""
     found = shutil.which(binary)
-    assert found, f"{package} installed no {binary}"
+    assert found, f"{binary} not found: run `make system-deps` (installs Debian's {package})"
     return found
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """Debian's prometheus package (promtool and prometheus), installed on first need."""
-    debian_package("prometheus", "prometheus")
-    return debian_package("promtool", "prometheus")
+    """Debian's prometheus package (promtool and prometheus)."""
+    system_binary("prometheus", "prometheus")
+    return system_binary("promtool", "prometheus")

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import psycopg2
 
-from finmath_assets_tests.conftest import debian_package, free_port
+from finmath_assets_tests.conftest import free_port
 
 
 def server_bin_dir() -> Path:
     """Debian keeps initdb/pg_ctl under /usr/lib/postgresql/<major>/bin, off the PATH."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        debian_package("pg_ctlcluster", "postgresql")
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert found, "the postgresql package installed no initdb"
+    assert found, (
+        "no /usr/lib/postgresql/*/bin/initdb: run `make system-deps` (Debian's postgresql)"
+    )
     return Path(found[-1]).parent
 
 

@@ -27,7 +27,7 @@ from finmath_assets.core.llm.prompts import (
 )
 from finmath_assets.core.llm.retrieval import ExampleBank, ExampleBankError
 from finmath_assets.core.text import record_text, text_hash
-from finmath_assets_tests.conftest import debian_package, free_port
+from finmath_assets_tests.conftest import free_port, system_binary
 from finmath_assets_tests.llm_stub import LLMStub, Reply
 
 BANK_SIZE = 16  # validation-0 .. validation-15
@@ -49,7 +49,7 @@ def sha256(text: str) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def bubblewrap() -> None:
-    debian_package("bwrap", "bubblewrap")
+    system_binary("bwrap", "bubblewrap")
     assert sandbox.isolation() == "bubblewrap"
 
 

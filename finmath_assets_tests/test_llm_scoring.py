@@ -24,7 +24,7 @@ from finmath_assets.core.llm.scoring import (
     gold_answer,
     score_output,
 )
-from finmath_assets_tests.conftest import debian_package
+from finmath_assets_tests.conftest import system_binary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "financemath_pot"
 MODELS = ("gpt-4o", "Meta-Llama-3_1-8B-Instruct")
@@ -32,7 +32,7 @@ MODELS = ("gpt-4o", "Meta-Llama-3_1-8B-Instruct")
 
 @pytest.fixture(scope="module", autouse=True)
 def bubblewrap() -> None:
-    debian_package("bwrap", "bubblewrap")
+    system_binary("bwrap", "bubblewrap")
     assert sandbox.isolation() == "bubblewrap"
 
 
