@@ -38,9 +38,12 @@ COPY pyproject.toml README.md ./
 COPY finmath_assets ./finmath_assets
 COPY serving ./serving
 RUN pip install --constraint /tmp/constraints.txt .
+# the sandbox (ground-truth check, LLM evaluation) uses its seccomp fallback: no bubblewrap here,
+# Docker's default seccomp profile refuses the user namespaces it needs (core/sandbox.py)
 ENV HF_HUB_OFFLINE=1 \
     FINMATH_HOME=/var/lib/finmath \
-    FINMATH_MODEL_CACHE_DIR=/opt/finmath/models
+    FINMATH_MODEL_CACHE_DIR=/opt/finmath/models \
+    FINMATH_SANDBOX_ISOLATION=seccomp
 # the checked ONNX export of the embedding model, built once here instead of at the first run
 RUN python -c "from finmath_assets.settings import Settings; Settings().embedder().encode(['warm-up'])" \
     && chmod -R a+rX /opt/finmath

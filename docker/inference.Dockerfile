@@ -33,6 +33,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     FINMATH_HOME=/var/lib/finmath \
     FINMATH_MODEL_CACHE_DIR=/opt/finmath/models \
+    # /ask runs model-written programs in the sandbox's seccomp fallback: no bubblewrap here,
+    # Docker's default seccomp profile refuses the user namespaces it needs (core/sandbox.py)
+    FINMATH_SANDBOX_ISOLATION=seccomp \
     # uvicorn's worker processes (its --workers default); each runs FINMATH_SERVING_WORKERS
     # inference threads. Prefer one process per container and more replicas: metrics are
     # per process.

@@ -300,6 +300,21 @@ def test_images_run_as_an_unprivileged_user_with_a_health_check() -> None:
     assert any("WEB_CONCURRENCY=" in line for line in inference)
 
 
+def test_images_sandbox_programs_with_the_seccomp_fallback(stack: dict) -> None:
+    """No bubblewrap in the images and no weakened container profile: the sandbox's fallback
+    needs neither, and the images ask for it by name so a missing bwrap is not a surprise."""
+    for stage in ("inference", "user-code"):
+        dockerfile = "inference.Dockerfile" if stage == "inference" else "dagster.Dockerfile"
+        lines = _stages(DOCKER / dockerfile)
+        final = lines[stage] if stage in lines else list(lines.values())[-1]
+        assert any("FINMATH_SANDBOX_ISOLATION=seccomp" in line for line in final), stage
+    for dockerfile in DOCKERFILES:
+        assert "bubblewrap" not in re.sub(r"#.*", "", dockerfile.read_text()), dockerfile.name
+    for name, service in stack["services"].items():
+        assert not any("unconfined" in str(o) for o in service.get("security_opt", [])), name
+        assert "SYS_ADMIN" not in service.get("cap_add", []), name
+
+
 def test_images_install_cpu_torch_the_project_pins_and_bake_the_model() -> None:
     python = re.search(r'requires-python = ">=(\d+\.\d+)', (ROOT / "pyproject.toml").read_text())
     for dockerfile in DOCKERFILES:
@@ -366,6 +381,8 @@ def test_ci_workflow_runs_the_same_commands_as_ci_run() -> None:
     steps = workflow["jobs"]["test"]["steps"]
     runs = [step.get("run", "") for step in steps]
     assert "make lint" in runs and "make test" in runs
+    # OS packages come from the one documented step, never from an ad-hoc apt-get
+    assert "make system-deps" in runs and not any("apt-get" in run for run in runs)
     setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
     assert setup["with"]["cache"] == "pip" and setup["with"]["python-version"] == "3.11"
     assert "download.pytorch.org/whl/cpu" in workflow["jobs"]["test"]["env"]["PIP_EXTRA_INDEX_URL"]
