@@ -17,13 +17,18 @@ from dagster._core.storage.asset_check_execution_record import (  # not re-expor
 from finmath_assets.defs.resources import AlertSinkResource
 
 ALERTING_STATES = {"WARN", "FAIL"}
+# failed executions read per check and tick: more than this many failures of one check between
+# two ticks (30 s) would alert only the newest
+CHECK_HISTORY = 25
 
 
 def build_check_failure_alerts(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
     """A sensor alerting once for each failed evaluation of ``check_keys``.
 
-    Reads each check's latest execution (works on every event-log storage, including the
-    run-sharded sqlite default, where cross-run event cursors are refused).
+    Reads each check's recent failed executions, not only its latest: a failed day of a
+    partitioned asset stays alerted when a later run of another day passes before the tick.
+    Works on every event-log storage, including the run-sharded sqlite default, where cross-run
+    event cursors are refused.
     """
 
     @dg.sensor(
@@ -35,28 +40,41 @@ def build_check_failure_alerts(check_keys: list[dg.AssetCheckKey]) -> dg.SensorD
     def check_failure_alerts(
         context: dg.SensorEvaluationContext, alerts: AlertSinkResource
     ) -> dg.SkipReason:
-        alerted: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            check_keys
-        )
+        # per check: the alerted execution ids (an int: the cursor format of the latest-only
+        # sensor, every id up to it alerted)
+        cursor: dict[str, list[int] | int] = json.loads(context.cursor) if context.cursor else {}
+        storage = context.instance.event_log_storage
         sent = 0
-        for key, record in latest.items():
+        for key in check_keys:
             name = key.to_user_string()
-            if record.status != AssetCheckExecutionRecordStatus.FAILED or alerted.get(name) == (
-                record.id
-            ):
-                continue
-            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
-            alerts.send(
-                "asset_check_failed",
-                f"{key.asset_key.to_user_string()}:{key.name}",
-                evaluation.description or "check failed",
-                {"run_id": record.run_id, "blocking": evaluation.blocking},
+            seen = cursor.get(name, [])
+            floor = seen if isinstance(seen, int) else -1
+            alerted = set(seen) if isinstance(seen, list) else set()
+            failed = storage.get_asset_check_execution_history(
+                key, limit=CHECK_HISTORY, status={AssetCheckExecutionRecordStatus.FAILED}
             )
-            alerted[name] = record.id
-            sent += 1
-        context.update_cursor(json.dumps(alerted, sort_keys=True))
-        return dg.SkipReason(f"{len(latest)} checks read, {sent} alerts sent")
+            for record in sorted(failed, key=lambda r: r.id):
+                if record.id <= floor or record.id in alerted:
+                    continue
+                evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+                details = {
+                    "run_id": record.run_id,
+                    "blocking": evaluation.blocking,
+                    "severity": evaluation.severity.value,
+                }
+                if record.partition is not None:
+                    details["partition"] = record.partition
+                alerts.send(
+                    "asset_check_failed",
+                    f"{key.asset_key.to_user_string()}:{key.name}",
+                    evaluation.description or "check failed",
+                    details,
+                )
+                sent += 1
+            if failed:
+                cursor[name] = sorted(r.id for r in failed)
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        return dg.SkipReason(f"{len(check_keys)} checks read, {sent} alerts sent")
 
     return check_failure_alerts
 
