@@ -28,7 +28,7 @@ from finmath_assets.defs.automation import (
     with_automation,
     with_market_freshness,
 )
-from finmath_assets.defs.checks import CHECKS
+from finmath_assets.defs.checks import CHECKS, QuarantineLimitsResource
 from finmath_assets.defs.constants import KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.executors import build_executor
 from finmath_assets.defs.market_checks import MARKET_CHECKS
@@ -149,6 +149,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "mlflow_tracking": MlflowTrackingResource.from_settings(settings),
             "training": TrainingResource.from_settings(settings),
             "thresholds": QualityResource.from_settings(settings),
+            "quarantine_limits": QuarantineLimitsResource.from_settings(settings),
             "alerts": AlertSinkResource.from_settings(settings),
             "monitor": MonitoringResource.from_settings(settings),
             "market_feeds": MarketFeedsResource.from_settings(settings),

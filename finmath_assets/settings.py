@@ -155,6 +155,26 @@ class Settings(BaseSettings):
         le=1,
         description="question_tables check: smallest share of numeric-looking cells that parse.",
     )
+    check_max_rejected_records: int = Field(
+        default=0,
+        ge=0,
+        description="rejected_records check (warn): largest number of quarantined FinanceMath "
+        "rows (the pinned snapshot has none).",
+    )
+    check_max_rejected_bars_per_day: int = Field(
+        default=0,
+        ge=0,
+        description="rejected_market_prices check: largest number of rejected bars in one "
+        "trading day (the bundled history has none); a landing file rejected whole always fails.",
+    )
+    check_max_transaction_reject_share: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="rejected_card_transactions check: largest share of a landed file's rows "
+        "that may be quarantined (the synthetic feed breaks 1 %); a file rejected whole always "
+        "fails.",
+    )
 
     market_freshness_fail_hours: float = Field(
         default=100,

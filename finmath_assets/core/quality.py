@@ -195,3 +195,59 @@ def reproducible(
             "failures": [f"{q}: {s}" for q, s in failures[:20]],
         },
     )
+
+
+@dataclass(frozen=True)
+class QuarantinePart:
+    """The quarantine of one partition (a trading day, a landed file, a whole table)."""
+
+    name: str
+    rejected: int
+    rows: int = 0  # rows read (stored + rejected): the share's denominator
+    whole_files: tuple[str, ...] = ()  # a file rejected whole, and why: always a failure
+    examples: tuple[str, ...] = ()
+
+
+def quarantine(
+    parts: Sequence[QuarantinePart],
+    *,
+    what: str,
+    checked: int,
+    max_rejected: int | None = None,
+    max_share: float | None = None,
+) -> Outcome:
+    """Each partition's quarantine stays within ``max_rejected`` rows and ``max_share`` of its
+    rows; a file rejected whole always fails (its partition is empty but is not a holiday)."""
+    problems: list[str] = []
+    for part in parts:
+        prefix = f"{part.name}: " if part.name else ""
+        example = f", e.g. {part.examples[0]}" if part.examples else ""
+        share = part.rejected / part.rows if part.rows else 0.0
+        if part.whole_files:
+            problems.append(prefix + "; ".join(part.whole_files))
+        elif max_rejected is not None and part.rejected > max_rejected:
+            problems.append(
+                f"{prefix}{part.rejected} {what} rejected (limit {max_rejected}){example}"
+            )
+        elif max_share is not None and share > max_share:
+            problems.append(
+                f"{prefix}{part.rejected} of {part.rows} {what} rejected ({share:.1%}; "
+                f"limit {max_share:.1%}){example}"
+            )
+    total = sum(p.rejected for p in parts)
+    shown = "; ".join(problems[:5]) + (
+        f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    )
+    return Outcome(
+        passed=not problems,
+        description=shown
+        or f"{total} {what} rejected in {checked} partition(s), within the limits",
+        metadata={
+            "partitions_checked": checked,
+            "rejected": total,
+            "failing_partitions": len(problems),
+            "problems": problems[:20],
+            **({"max_rejected": max_rejected} if max_rejected is not None else {}),
+            **({"max_share": max_share} if max_share is not None else {}),
+        },
+    )

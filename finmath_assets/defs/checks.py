@@ -1,12 +1,13 @@
 """Asset checks: the data-quality rules of ``core.quality`` run against the warehouse.
 
-All but the drift and ground-truth checks are blocking: a failure fails the run, skips the
-downstream assets in it, and (through ``AutomationCondition.all_deps_blocking_checks_passed``)
-keeps automation from building on the bad table later. Each reads only what it needs, with SQL,
-through the warehouse resource.
+All but the drift, ground-truth and quarantine checks are blocking: a failure fails the run,
+skips the downstream assets in it, and (through
+``AutomationCondition.all_deps_blocking_checks_passed``) keeps automation from building on the
+bad table later. Each reads only what it needs, with SQL, through the warehouse resource.
 """
 
 import functools
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +25,23 @@ from finmath_assets.defs.resources import (
     QualityResource,
     WarehouseResource,
 )
+from finmath_assets.settings import Settings
+
+
+class QuarantineLimitsResource(dg.ConfigurableResource):
+    """Limits of the quarantine checks (FINMATH_CHECK_MAX_REJECTED_* / _TRANSACTION_* settings)."""
+
+    max_rejected_records: int = 0
+    max_rejected_bars_per_day: int = 0
+    max_transaction_reject_share: float = 0.02
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "QuarantineLimitsResource":
+        return cls(
+            max_rejected_records=settings.check_max_rejected_records,
+            max_rejected_bars_per_day=settings.check_max_rejected_bars_per_day,
+            max_transaction_reject_share=settings.check_max_transaction_reject_share,
+        )
 
 
 def _key(name: str) -> dg.AssetKey:
@@ -65,6 +83,34 @@ def reject_rate(warehouse: WarehouseResource, thresholds: QualityResource) -> dg
             f"SELECT count(*) FROM {KEY_PREFIX}.rejected_records"
         ).fetchone()
     return _result(quality.reject_rate(n_raw, n_rejected, thresholds.max_reject_rate))
+
+
+@warehouse_check(
+    asset=_key("rejected_records"),
+    name="quarantine_within_limit",
+    additional_deps=[_key("raw_records")],
+    description="At most FINMATH_CHECK_MAX_REJECTED_RECORDS rows were quarantined, each named "
+    "with its reason. Warn, not blocking: nothing reads the quarantine, and reject_rate already "
+    "gates downstream on the share; this makes every quarantined record an alert.",
+)
+def rejected_records_within_limit(
+    warehouse: WarehouseResource, quarantine_limits: QuarantineLimitsResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as conn:
+        (n_raw,) = conn.execute(f"SELECT count(*) FROM {KEY_PREFIX}.raw_records").fetchone()
+        rows = conn.execute(
+            "SELECT split, row_index, question_id, reasons "
+            f"FROM {KEY_PREFIX}.rejected_records ORDER BY split, row_index"
+        ).fetchall()
+    examples = tuple(
+        f"{split}[{index}] {qid or 'no id'}: {'; '.join(json.loads(reasons))}"
+        for split, index, qid, reasons in rows[:10]
+    )
+    part = quality.QuarantinePart("", len(rows), n_raw, examples=examples)
+    outcome = quality.quarantine(
+        [part], what="records", checked=1, max_rejected=quarantine_limits.max_rejected_records
+    )
+    return _result(outcome, dg.AssetCheckSeverity.WARN, examples=dg.MetadataValue.json(examples))
 
 
 @warehouse_check(
@@ -228,6 +274,7 @@ def drift_share_within_limit(
 
 CHECKS = [
     reject_rate,
+    rejected_records_within_limit,
     unique_question_ids,
     labelled_count,
     ground_truth_reproducible,

@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 REJECTED_COLUMNS: tuple[str, ...] = ("source", "row_index", "key", "reasons", "payload")
+FILE_ROW_INDEX = -1  # the row_index of a whole-file rejection (the file could not be read)
 # typed even when empty: DuckDB cannot create a table column from an untyped empty frame
 REJECTED_DTYPES = {
     "source": "string",
@@ -131,7 +132,7 @@ def file_rejection(source: str, reason: str) -> Validated:
         [
             {
                 "source": source,
-                "row_index": -1,
+                "row_index": FILE_ROW_INDEX,
                 "key": source,
                 "reasons": json.dumps([f"file: {reason}"]),
                 "payload": json.dumps({"file": source}),
