@@ -209,11 +209,13 @@ def test_invalid_forecast_bodies_get_422_naming_the_field(
     assert field in str(response.json()["detail"])
 
 
-def test_unknown_tickers_get_422_naming_them_and_the_known_ones(http: httpx.Client) -> None:
+def test_unknown_tickers_get_404_naming_them_and_the_known_ones(http: httpx.Client) -> None:
     response = http.post("/forecast", json={"tickers": ["AAPL", "MSFT", "XOM"], "horizon": 5})
-    assert response.status_code == 422
-    detail = response.json()["detail"]
-    assert "unknown ticker(s) ['MSFT', 'XOM']" in detail and "knows ['AAPL', 'IBM']" in detail
+    assert response.status_code == 404  # a valid body naming what is not there (issue 14)
+    body = response.json()
+    assert "unknown ticker(s) ['MSFT', 'XOM']" in body["detail"]
+    assert "knows ['AAPL', 'IBM']" in body["detail"]
+    assert (body["unknown"], body["known"]) == (["MSFT", "XOM"], ["AAPL", "IBM"])
 
 
 def test_a_target_without_champion_is_503_and_the_rest_still_serves(
@@ -265,7 +267,7 @@ def test_forecast_metrics_count_by_target_and_outcome(
     before_text, before = counts()
     for _ in range(2):
         assert http.post("/forecast", json={"tickers": ["AAPL"], "horizon": 3}).status_code == 200
-    assert http.post("/forecast", json={"tickers": ["XOM"], "horizon": 3}).status_code == 422
+    assert http.post("/forecast", json={"tickers": ["XOM"], "horizon": 3}).status_code == 404
     assert http.post("/forecast", json={"tickers": ["AAPL"], "horizon": 0}).status_code == 422
     refused = {"tickers": ["AAPL"], "horizon": 3, "target": "log_return"}
     assert http.post("/forecast", json=refused).status_code == 503

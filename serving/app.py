@@ -21,8 +21,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +35,7 @@ from finmath_assets.core.registry import CHAMPION, current_version, load_model
 from finmath_assets.settings import Settings
 from serving.ask import Asker, NoEndpointError
 from serving.batching import MicroBatcher
+from serving.errors import limit_message, strict_json_route, validation_error_handler
 from serving.forecasters import ForecasterState, NoForecasterError, UnknownTickerError
 from serving.inference_log import InferenceLogWriter
 from serving.metrics import ServiceMetrics
@@ -41,8 +44,10 @@ from serving.predictor import Answer, Query, predict_batch
 from serving.schemas import (
     AskRequest,
     AskResponse,
+    AskUnavailable,
     BatchRequest,
     BatchResponse,
+    ErrorMessage,
     ForecasterDescription,
     ForecastRequest,
     ForecastResponse,
@@ -51,10 +56,26 @@ from serving.schemas import (
     PredictResponse,
     Readiness,
     RetrievedExample,
+    UnknownTickers,
+    ValidationErrors,
 )
 from serving.settings import ServingSettings
 
 log = logging.getLogger("finmath.serving")
+
+# what every POST route may answer besides 200 (documented in /openapi.json)
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorMessage, "description": "Body over FINMATH_SERVING_MAX_BODY_BYTES"},
+    415: {"model": ErrorMessage, "description": "Content-Type is not application/json"},
+    422: {
+        "model": ValidationErrors,
+        "description": "Not strict JSON (NaN, Infinity, invalid UTF-8, a lone surrogate, too "
+        "deep) or refused by the schema; `loc` names the field",
+    },
+}
+NO_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorMessage, "description": "No answer model loaded yet"}
+}
 
 
 def create_app(settings: Settings | None = None, serving: ServingSettings | None = None) -> FastAPI:
@@ -182,7 +203,10 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         version="0.1.0",
         description="Answers FinanceMath-style questions with the MLflow champion model.",
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: validation_error_handler},
     )
+    # JSON bodies: size limit, Content-Type and strict parsing (serving.errors)
+    app.router.route_class = strict_json_route(serving.max_body_bytes)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -192,7 +216,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                 status_code=413,
                 content={
                     "detail": f"body of {declared} bytes exceeds the limit of "
-                    f"{serving.max_body_bytes} bytes (FINMATH_SERVING_MAX_BODY_BYTES)"
+                    f"{limit_message(serving.max_body_bytes)}"
                 },
             )
         else:
@@ -232,7 +256,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                 f"{serving.model_alias} in the registry (train it with the Dagster job)",
             )
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses={**BODY_ERRORS, **NO_MODEL})
     async def predict(body: PredictRequest) -> PredictResponse:
         _require_model()
         request_id = uuid.uuid4().hex
@@ -247,7 +271,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             request_id=request_id,
         )
 
-    @app.post("/predict/batch", response_model=BatchResponse)
+    @app.post("/predict/batch", response_model=BatchResponse, responses={**BODY_ERRORS, **NO_MODEL})
     async def predict_many(body: BatchRequest) -> BatchResponse:
         _require_model()
         request_id = uuid.uuid4().hex
@@ -267,11 +291,12 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         response_model=ForecastResponse,
         response_model_exclude_none=True,
         responses={
-            422: {"description": "Invalid body or unknown ticker"},
-            503: {"description": "No forecaster for the target"},
+            **BODY_ERRORS,
+            404: {"model": UnknownTickers, "description": "A ticker the forecaster does not know"},
+            503: {"model": ErrorMessage, "description": "No forecaster for the target"},
         },
     )
-    async def forecast(body: ForecastRequest) -> ForecastResponse:
+    async def forecast(body: ForecastRequest) -> ForecastResponse | JSONResponse:
         """Forecast ``horizon`` business days after each ticker's last training day."""
         started, outcome = time.perf_counter(), "error"
         try:
@@ -283,7 +308,8 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             return answer
         except UnknownTickerError as exc:
             outcome = "unknown_ticker"
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
+            refusal = UnknownTickers(detail=str(exc), unknown=exc.unknown, known=exc.known)
+            return JSONResponse(status_code=404, content=refusal.model_dump())
         except NoForecasterError as exc:
             outcome = "no_model"
             raise HTTPException(status_code=503, detail=str(exc)) from exc
@@ -294,7 +320,13 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     @app.post(
         "/ask",
         response_model=AskResponse,
-        responses={503: {"description": "No LLM endpoint configured (FINMATH_LLM_BASE_URL)"}},
+        responses={
+            **BODY_ERRORS,
+            503: {
+                "model": AskUnavailable,
+                "description": "No LLM endpoint configured (FINMATH_LLM_BASE_URL)",
+            },
+        },
     )
     async def ask(body: AskRequest) -> AskResponse:
         """Answer with the configured LLM: it writes ``def solution():``, the sandbox runs it.
@@ -354,7 +386,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             reload_failures=state.reload_failures,
         )
 
-    @app.get("/model", response_model=ModelDescription)
+    @app.get("/model", response_model=ModelDescription, responses=NO_MODEL)
     async def model_description() -> ModelDescription:
         current = app.state.model_state.current
         if current is None:

@@ -41,6 +41,10 @@ class NoForecasterError(LookupError):
 class UnknownTickerError(KeyError):
     """The request names tickers the forecaster was not trained on."""
 
+    def __init__(self, unknown: list[str], known: list[str], model: str) -> None:
+        super().__init__(f"unknown ticker(s) {unknown}: {model} knows {known}")
+        self.unknown, self.known = unknown, known
+
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
@@ -192,8 +196,7 @@ class ForecasterState:
         unknown = sorted(set(tickers) - set(served.tickers))
         if unknown:
             raise UnknownTickerError(
-                f"unknown ticker(s) {unknown}: {forecaster.name} v{forecaster.version} knows "
-                f"{sorted(served.tickers)}"
+                unknown, sorted(served.tickers), f"{forecaster.name} v{forecaster.version}"
             )
         frame = served.forecast(tickers, horizon)
         return ForecastResponse(

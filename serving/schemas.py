@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -90,9 +90,21 @@ class ForecastRequest(BaseModel):
         },
     )
 
-    tickers: list[Ticker] = Field(min_length=1, max_length=_LIMITS.forecast_max_tickers)
+    tickers: list[Ticker] = Field(
+        min_length=1,
+        max_length=_LIMITS.forecast_max_tickers,
+        json_schema_extra={"uniqueItems": True},  # what _unique enforces
+    )
     horizon: int = Field(ge=1, le=_LIMITS.forecast_max_horizon, description="Business days.")
     target: Target = "log_volume"
+
+    @field_validator("horizon", mode="before")
+    @classmethod
+    def _whole_number(cls, horizon: object) -> object:
+        # JSON Schema's "integer" includes 5.0; strict mode still refuses "5" and 2.5
+        if isinstance(horizon, float) and horizon.is_integer():
+            return int(horizon)
+        return horizon
 
     @field_validator("tickers")
     @classmethod
@@ -174,3 +186,47 @@ class AskResponse(BaseModel):
     prompt_tokens: int | None
     completion_tokens: int | None
     request_id: str
+
+
+# error bodies: every 4xx/5xx a route answers is documented with one of these
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+class ValidationProblem(BaseModel):
+    type: str
+    loc: list[str | int] = Field(description="Where: ``body``, then the field path.")
+    msg: str
+    input: Any = Field(default=None, description="The offending value, only when small JSON.")
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrors(BaseModel):
+    detail: list[ValidationProblem]
+
+
+class UnknownTickers(BaseModel):
+    detail: str
+    unknown: list[str]
+    known: list[str] = Field(description="The tickers the forecaster was trained on.")
+
+
+class SimilarSolvedExample(BaseModel):
+    note: str
+    question_id: str
+    similarity: float
+    question: str
+    python_solution: str
+
+
+class AskUnavailableDetail(BaseModel):
+    message: str
+    most_similar_solved_example: SimilarSolvedExample | None = Field(
+        default=None, description="For reference only: never an answer to the question."
+    )
+
+
+class AskUnavailable(BaseModel):
+    detail: AskUnavailableDetail
