@@ -231,6 +231,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=16, le=8192, description="Completion limit.")
     llm_timeout_seconds: float = Field(default=120, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries per LLM call.")
+    sandbox_isolation: Literal["auto", "bubblewrap", "seccomp"] = Field(
+        default="auto",
+        description="How model-written and gold programs are isolated: 'bubblewrap' (required: "
+        "fail without it), 'seccomp' (the fallback: no namespaces, filesystem readable), "
+        "'auto' (bubblewrap when it works here, else seccomp).",
+    )
 
     @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")
     @classmethod

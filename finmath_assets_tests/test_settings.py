@@ -66,6 +66,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("FINMATH_EMBEDDING_BATCH_SIZE", "many", "embedding_batch_size"),
         ("FINMATH_EMBEDDING_BACKEND", "tensorrt", "embedding_backend"),
         ("FINMATH_EMBEDDING_THREADS", "-1", "embedding_threads"),
+        ("FINMATH_SANDBOX_ISOLATION", "docker", "sandbox_isolation"),
     ],
 )
 def test_bad_values_name_the_field(monkeypatch: pytest.MonkeyPatch, name, value, field) -> None:
@@ -89,6 +90,16 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
         if f"`FINMATH_SERVING_{name.upper()}`" not in table and f"`_{name.upper()}`" not in table
     ]
     assert missing == []
+
+
+def test_sandbox_isolation_reaches_the_check_and_the_llm_evaluation(tmp_path: Path) -> None:
+    from finmath_assets.definitions import build_definitions
+
+    settings = Settings(
+        home=tmp_path / "home", hf_cache_dir=tmp_path / "hf", sandbox_isolation="seccomp"
+    )
+    resource = build_definitions(settings).resources["sandbox"]
+    assert resource.limits().isolation == "seccomp"
 
 
 def test_executor_is_chosen_by_setting(tmp_path: Path) -> None:

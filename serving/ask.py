@@ -78,7 +78,7 @@ class Asker:
             bank=self.bank,
             embedder=self.embedder if self.k and variant == "improved" else None,
             k=self.k if variant == "improved" else 0,
-            limits=Limits(),
+            limits=Limits(isolation=self.settings.sandbox_isolation),
         )
 
     def _unavailable(self, question: str, tables: list[str]) -> dict[str, Any]:

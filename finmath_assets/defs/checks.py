@@ -15,14 +15,17 @@ import dagster as dg
 import duckdb
 import numpy as np
 
-from finmath_assets.core import quality, sandbox
+from finmath_assets.core import quality
 from finmath_assets.core.features import feature_columns
+from finmath_assets.core.sandbox import isolation as isolation_label
+from finmath_assets.core.sandbox import run_solution
 from finmath_assets.defs.assets.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     MonitoringResource,
     QualityResource,
+    SandboxResource,
     WarehouseResource,
 )
 from finmath_assets.settings import Settings
@@ -141,11 +144,14 @@ def labelled_count(
 @warehouse_check(
     asset=_key("validated_records"),
     description="Each labelled record's python_solution, run in the sandbox (core/sandbox.py: "
-    "bubblewrap, no network, read-only filesystem, time and memory limits), reproduces its "
-    "ground_truth at 3 decimals. Warn: a mismatch is a data question, not a broken pipeline.",
+    "no processes, no network, time and memory limits; bubblewrap, or its seccomp fallback), "
+    "reproduces its ground_truth at 3 decimals. Warn: a mismatch is a data question, not a "
+    "broken pipeline.",
 )
 def ground_truth_reproducible(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    sandbox: SandboxResource,
 ) -> dg.AssetCheckResult:
     with warehouse.get_connection() as conn:
         rows = conn.execute(
@@ -153,11 +159,13 @@ def ground_truth_reproducible(
             f"FROM {KEY_PREFIX}.validated_records WHERE ground_truth IS NOT NULL "
             "ORDER BY question_id"
         ).fetchall()
+    limits = sandbox.limits()
+    isolation = isolation_label(limits.isolation)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:  # each program is its own process
-        results = list(pool.map(lambda row: sandbox.run_solution(row[1] or ""), rows))
+        results = list(pool.map(lambda row: run_solution(row[1] or "", limits), rows))
     context.log.info(
-        f"ran {len(rows)} programs in {time.perf_counter() - started:.1f} s ({sandbox.isolation()})"
+        f"ran {len(rows)} programs in {time.perf_counter() - started:.1f} s ({isolation})"
     )
     outcome = quality.reproducible(
         [r[0] for r in rows],
@@ -165,7 +173,7 @@ def ground_truth_reproducible(
         [r.status for r in results],
         [r.value for r in results],
     )
-    return _result(outcome, dg.AssetCheckSeverity.WARN, isolation=sandbox.isolation())
+    return _result(outcome, dg.AssetCheckSeverity.WARN, isolation=isolation)
 
 
 @warehouse_check(

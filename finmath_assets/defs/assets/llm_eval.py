@@ -23,6 +23,7 @@ from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     LLMResource,
     MlflowTrackingResource,
+    SandboxResource,
 )
 
 GROUP = "llm_eval"
@@ -81,6 +82,7 @@ def llm_qa_eval(
     llm: LLMResource,
     embedding_model: EmbeddingModelResource,
     mlflow_tracking: MlflowTrackingResource,
+    sandbox: SandboxResource,
 ) -> pd.DataFrame:
     import mlflow
 
@@ -88,6 +90,7 @@ def llm_qa_eval(
     if variant not in ("paper", "improved"):
         raise dg.Failure(f"prompt must be 'paper' or 'improved', got {variant!r}")
     client = llm.client()  # a clear Failure when no endpoint is configured
+    limits = sandbox.limits(PAPER_LIMITS)
     labelled = validated_records[
         (validated_records["split"] == "validation") & validated_records["ground_truth"].notna()
     ].copy()
@@ -99,7 +102,7 @@ def llm_qa_eval(
     rows, scored, started = [], [], time.perf_counter()
     with client:
         for number, record in enumerate(labelled.itertuples(index=False), start=1):
-            gold = gold_answer(record.python_solution)
+            gold = gold_answer(record.python_solution, limits=sandbox.limits())
             reply = answer(
                 record.question,
                 list(record.tables if record.tables is not None else ()),
@@ -108,10 +111,10 @@ def llm_qa_eval(
                 bank=bank,
                 embedder=embedder,
                 k=k,
-                limits=PAPER_LIMITS,
+                limits=limits,
                 exclude_id=record.question_id,  # an item never retrieves itself
             )
-            result = score_output(reply.raw_output or "", gold)
+            result = score_output(reply.raw_output or "", gold, limits=limits)
             scored.append(result)
             rows.append(
                 {
