@@ -51,13 +51,17 @@ dagster-home:
 
 run: $(INSTALLED) dagster-home
 	@echo "== FinanceMath graph: raw records to an evaluated, registered answer model"
+	$(BIN)/python -m finmath_assets.runs reap
 	$(BIN)/dagster asset materialize --select 'key:finmath/*' -m finmath_assets.definitions
 	@echo "== market prices: the bundled history as one single-run backfill of trading-day partitions"
+	$(BIN)/python -m finmath_assets.runs reap
 	$(BIN)/dagster asset materialize --select 'group:market_data' --partition-range $(MARKET_HISTORY) -m finmath_assets.definitions
 	@echo "== landing folders: the synthetic transaction feed, then one tick of the drop-folder sensors"
 	$(BIN)/python -m finmath_assets.landing generate-transactions --days 5
+	$(BIN)/python -m finmath_assets.runs reap
 	$(BIN)/python -m finmath_assets.landing tick
 	@echo "== forecasters: backtest, register, promote"
+	$(BIN)/python -m finmath_assets.runs reap
 	$(BIN)/dagster asset materialize --select 'group:forecasting' -m finmath_assets.definitions
 	$(BIN)/python -m finmath_assets.summary
 
