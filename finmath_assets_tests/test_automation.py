@@ -21,6 +21,7 @@ CHECKS = {
     "champion_beats_median_baseline",
     "drift_share_within_limit",
     "ground_truth_reproducible",
+    "quarantine_within_limit",  # on rejected_records
 }
 VALIDATION = ["validated_records", "rejected_records"]  # one multi-asset step
 

@@ -137,6 +137,7 @@ def test_backfill_is_one_run_over_every_partition_with_passing_checks(market: Ma
         "ohlc_consistent": True,
         "no_negative_volume": True,
         "partitions_complete": True,
+        "quarantine_within_limit": True,  # on rejected_market_prices
     }
     print(f"backfill of {len(expected)} partitions: {market.backfill_seconds:.1f} s")
 
