@@ -25,7 +25,7 @@ template (Qwen's ChatML, including its default system prompt), on 127.0.0.1. Aft
 Prefill: llama_cpp.server's chat endpoint does NOT continue a final assistant message; it closes
 it with <|im_end|> and opens a new assistant turn. For a true prefill, send the ChatML prompt
 (`chatml_prompt()` in finmath_assets/core/llm/client.py) to /v1/completions. See
-docs/llm-local.md for the measurements.
+docs/llm.md ("A local LLM for the answering code") for the measurements.
 
 Only the standard library is used here (the server itself runs in the venv's interpreter).
 """
@@ -110,7 +110,7 @@ LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_REQUIREMENT = f"llama-cpp-python[server]=={LLAMA_CPP_VERSION}"
 # what the server extra needs at import time, besides llama_cpp itself
 SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
-MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"  # = FINMATH_LLM_MODEL's default in the README
+MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"  # = FINMATH_LLM_MODEL's default (docs/configuration.md)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_THREADS = 2

@@ -1,6 +1,6 @@
 """Smoke tests of the local Qwen2.5-Coder server (scripts/llm_local.py): it answers an
 OpenAI-compatible chat completion with a Python program, and the prefill behaviour that the
-answering code relies on holds (docs/llm-local.md)."""
+answering code relies on holds (docs/llm.md)."""
 
 from __future__ import annotations
 
