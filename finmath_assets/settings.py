@@ -1,7 +1,7 @@
 """One settings object for the whole project, read from ``FINMATH_*`` environment variables.
 
 Framework-free on purpose: the Dagster definitions and the serving service read the same
-settings. Every field is documented in the README's configuration table.
+settings. Every field is documented in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     executor: ExecutorName = Field(
         default="in_process",
         description="Dagster executor: 'in_process' (one process per run: one DuckDB writer, the "
-        "model loads once), 'multiprocess', or 'k8s'/'celery' (optional extras; README "
-        "'Scale-out').",
+        "model loads once), 'multiprocess', or 'k8s'/'celery' (optional extras; "
+        "docs/deployment.md, 'Scale-out').",
     )
 
     mlflow_tracking_uri: str | None = Field(

@@ -178,7 +178,7 @@ def compose_example_env() -> dict[str, str]:
     return {k: v for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
 
 
-# the README's first `make run` step: the FinanceMath graph through the dagster CLI
+# `make run`'s first step: the FinanceMath graph through the dagster CLI
 MATERIALIZE_ALL = [
     "asset",
     "materialize",

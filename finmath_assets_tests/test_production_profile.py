@@ -111,7 +111,7 @@ def test_whole_graph_on_postgres_and_an_mlflow_server_then_the_service_serves_it
             **dagster_env,
             **finmath_env,
         }
-        # the README's production command: the CLI, the repository's instance config
+        # the production command of docs/deployment.md: the CLI, the repository's instance config
         run = subprocess.run(
             [str(BIN / "dagster"), *MATERIALIZE_ALL],
             env=env,

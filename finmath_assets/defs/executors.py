@@ -4,7 +4,7 @@
 file, the embedding model loads once, and no step pays interpreter start-up. ``multiprocess``
 runs steps in subprocesses (writes still serialised by pool ``duckdb``). ``k8s`` and ``celery``
 hand each step to a Kubernetes Job or a Celery worker; they need the optional extras
-``finmath[k8s]`` / ``finmath[celery]`` and a warehouse every worker can reach (README,
+``finmath[k8s]`` / ``finmath[celery]`` and a warehouse every worker can reach (docs/deployment.md,
 "Scale-out").
 """
 
