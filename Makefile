@@ -15,7 +15,7 @@ MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install system-deps dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill llm-local test-llm eval-llm llm-stop clean
+.PHONY: help install system-deps dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 	@echo "make bench-forecast  rolling-origin backtest of the market forecaster vs Naive/SeasonalNaive"
 	@echo "make bench-backfill  single-run backfill of the price history vs the same work without Dagster"
+	@echo "make bench-sandbox   the 200 gold programs under bubblewrap and under the seccomp fallback"
 	@echo "make llm-local  fetch, join and verify the local GGUF model, build llama-cpp-python, serve it"
 	@echo "make test-llm   the end-to-end LLM tests against that local server"
 	@echo "make eval-llm   llm_qa_eval on the validation split with the local model (LLM_EVAL_LIMIT)"
@@ -92,6 +93,9 @@ bench-forecast: $(INSTALLED)
 
 bench-backfill: $(INSTALLED)
 	$(BIN)/python scripts/bench_market_backfill.py
+
+bench-sandbox: $(INSTALLED)
+	$(BIN)/python scripts/bench_sandbox.py
 
 # --- the local LLM (opt-in; nothing here runs in `make run` or `make test`) --------------------
 LLM_PORT ?= 8080
