@@ -17,7 +17,7 @@ Both: ``python -I -B``, a new session killed as a group at the wall-clock limit,
 address space, CPU seconds, file size and core dumps, and a seccomp filter that refuses ``fork``,
 ``vfork`` and any ``clone`` that is not a thread (threads still work: numpy and scipy need them;
 RLIMIT_NPROC would not bind a caller that is root). The filter is compiled in the parent and
-loaded by the child's runner with ``prctl`` before the program is read: nothing runs in the
+loaded by the child's runner with ``prctl`` before the program runs: nothing runs in the
 forked child before ``exec`` (a ``preexec_fn`` fails in a parent that has loaded torch and
 onnxruntime, and is unsafe in any threaded parent).
 """
