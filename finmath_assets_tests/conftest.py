@@ -10,9 +10,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 # No hub access in tests, ever: set before datasets / huggingface_hub are imported.
@@ -202,3 +204,39 @@ def promtool() -> str:
     """Debian's prometheus package (promtool and prometheus)."""
     system_binary("prometheus", "prometheus")
     return system_binary("promtool", "prometheus")
+
+
+class Receiver:
+    """A Slack-style webhook: records every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    hook.thread.start()
+    yield hook
+    hook.server.shutdown()
+
+
+def read_alerts(path: Path) -> list[dict]:
+    """The alerts the sink wrote to ``path`` (alerts.jsonl), oldest first."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

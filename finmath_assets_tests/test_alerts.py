@@ -1,10 +1,6 @@
 """Alerts: failed checks, failed runs and freshness failures reach the run log, alerts.jsonl and a
 real webhook receiver on 127.0.0.1."""
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -21,41 +17,7 @@ from finmath_assets.defs.alerts import (
 from finmath_assets.defs.checks import CHECKS
 from finmath_assets.defs.resources import AlertSinkResource
 from finmath_assets.settings import Settings
-
-
-class Receiver:
-    """A Slack-style webhook: records every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-
-
-def _alerts(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+from finmath_assets_tests.conftest import Receiver, read_alerts
 
 
 def test_failed_check_and_failed_run_alert_once_to_file_and_webhook(
@@ -91,7 +53,7 @@ def test_failed_check_and_failed_run_alert_once_to_file_and_webhook(
                 resources={"alerts": sink},
             ).for_run_failure()
         )
-    recorded = _alerts(tmp_path / "alerts.jsonl")
+    recorded = read_alerts(tmp_path / "alerts.jsonl")
     assert [a["kind"] for a in recorded] == ["asset_check_failed", "run_failed"]
     check_alert, run_alert = recorded
     assert check_alert["subject"] == "finmath/validated_records:labelled_count"
@@ -126,11 +88,11 @@ def test_freshness_failure_alerts_on_the_transition_only(
     with dg.instance_for_test() as instance:
         record(FreshnessState.UNKNOWN, FreshnessState.PASS)
         cursor = tick(None)
-        assert _alerts(tmp_path / "alerts.jsonl") == []
+        assert read_alerts(tmp_path / "alerts.jsonl") == []
         record(FreshnessState.PASS, FreshnessState.FAIL)
         cursor = tick(cursor)
         cursor = tick(cursor)  # still failing: no second alert
-    recorded = _alerts(tmp_path / "alerts.jsonl")
+    recorded = read_alerts(tmp_path / "alerts.jsonl")
     assert [(a["kind"], a["subject"], a["details"]["state"]) for a in recorded] == [
         ("freshness", "finmath/answer_model", "FAIL")
     ]
@@ -144,4 +106,4 @@ def test_an_unreachable_webhook_never_loses_the_alert(tmp_path: Path) -> None:
         timeout_seconds=1,
     )
     sink.send("run_failed", "finmath_job", "boom", {"run_id": "r1"})
-    assert [a["message"] for a in _alerts(tmp_path / "a" / "alerts.jsonl")] == ["boom"]
+    assert [a["message"] for a in read_alerts(tmp_path / "a" / "alerts.jsonl")] == ["boom"]

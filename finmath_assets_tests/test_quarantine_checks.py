@@ -20,7 +20,7 @@ from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.assets.ingestion import raw_records, validate_raw_records
 from finmath_assets.defs.checks import rejected_records_within_limit
 from finmath_assets.settings import Settings
-from finmath_assets_tests.test_alerts import Receiver
+from finmath_assets_tests.conftest import Receiver, read_alerts
 
 CHECK = "quarantine_within_limit"
 HISTORY_DAY = "2013-03-01"  # the bundled history's last day (a Friday)
@@ -44,23 +44,14 @@ class Home:
         return defs.resolve_sensor_def(sensor)(context), context.cursor
 
     def alerts(self) -> list[dict]:
-        path = self.settings.home / "alerts.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return read_alerts(self.settings.home / "alerts.jsonl")
 
 
 @pytest.fixture
-def webhook() -> Iterator[Receiver]:
-    hook = Receiver()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook: Receiver) -> Iterator[Home]:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Iterator[Home]:
     path = tmp_path / "home"
     monkeypatch.setenv("FINMATH_HOME", str(path))
-    settings = Settings(home=path, hf_cache_dir=tmp_path / "hf", alert_webhook_url=webhook.url)
+    settings = Settings(home=path, hf_cache_dir=tmp_path / "hf", alert_webhook_url=receiver.url)
     with dg.instance_for_test() as instance:
         yield Home(settings, instance)
 
@@ -80,7 +71,7 @@ def _write_prices(path: Path, rows: list[dict]) -> None:
 
 
 def test_a_rejected_price_file_fails_its_day_and_alerts_file_and_webhook(
-    home: Home, webhook: Receiver
+    home: Home, receiver: Receiver
 ) -> None:
     landing = home.settings.landing_dir / "prices"
     landing.mkdir(parents=True)
@@ -131,8 +122,8 @@ def test_a_rejected_price_file_fails_its_day_and_alerts_file_and_webhook(
     assert f"{BAD_DAY}: prices_{BAD_DAY}.csv rejected whole" in alert["message"]
     assert alert["details"]["run_id"] == results[BAD_DAY].run_id
     assert alert["details"]["severity"] == "ERROR"
-    assert [b["finmath"] for b in webhook.bodies] == [alert]
-    text = webhook.bodies[0]["text"]
+    assert [b["finmath"] for b in receiver.bodies] == [alert]
+    text = receiver.bodies[0]["text"]
     assert BAD_DAY in text and f"prices_{BAD_DAY}.csv" in text
 
 
