@@ -85,7 +85,7 @@ def _throughput(rounds: int, batch_size: int) -> dict:
 
     from finmath_assets.core.sources import EMBEDDED_DATA_DIR
     from finmath_assets.core.text import record_text
-    from finmath_assets.defs.assets.embeddings import embed_with_cache
+    from finmath_assets.defs.finmath.assets.embeddings import embed_with_cache
     from finmath_assets.defs.resources import WarehouseResource
     from finmath_assets.settings import Settings
 

@@ -14,7 +14,7 @@ from finmath_assets.defs.alerts import (
     build_freshness_alerts,
     run_failure_alerts,
 )
-from finmath_assets.defs.checks import CHECKS
+from finmath_assets.defs.finmath.checks import CHECKS
 from finmath_assets.defs.resources import AlertSinkResource
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Receiver, read_alerts

@@ -264,7 +264,7 @@ CACHE_WRITER = """
 import sys, time
 from contextlib import contextmanager
 import numpy as np
-from finmath_assets.defs.assets import embeddings
+from finmath_assets.defs.finmath.assets import embeddings
 from finmath_assets.defs.resources import WarehouseResource
 
 class PausingConnection:
@@ -311,7 +311,7 @@ def test_a_cache_write_killed_before_its_commit_leaves_the_previous_cache(tmp_pa
     finally:
         process.kill()
         process.wait(30)
-    from finmath_assets.defs.assets import embeddings
+    from finmath_assets.defs.finmath.assets import embeddings
     from finmath_assets.defs.resources import WarehouseResource
 
     resource = WarehouseResource(database=str(warehouse))

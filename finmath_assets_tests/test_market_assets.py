@@ -22,12 +22,12 @@ from finmath_assets.core.market.features import FEATURE_COLUMNS
 from finmath_assets.core.market.prices import PRICE_COLUMNS, bundled_prices
 from finmath_assets.core.market.registry import PRIMARY_METRIC, load_forecaster
 from finmath_assets.core.market.transactions import BAD_KINDS, write_transaction_file
-from finmath_assets.defs.market_checks import (
+from finmath_assets.defs.market.checks import (
     no_duplicate_ticker_date,
     no_negative_volume,
     ohlc_consistent,
 )
-from finmath_assets.defs.partitions import TRADING_DAYS
+from finmath_assets.defs.market.partitions import TRADING_DAYS
 from finmath_assets.defs.resources import WarehouseResource
 from finmath_assets.settings import Settings
 

@@ -17,8 +17,8 @@ from finmath_assets.core.market.prices import PRICE_COLUMNS
 from finmath_assets.core.market.transactions import write_transaction_file
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
-from finmath_assets.defs.assets.ingestion import raw_records, validate_raw_records
-from finmath_assets.defs.checks import rejected_records_within_limit
+from finmath_assets.defs.finmath.assets.ingestion import raw_records, validate_raw_records
+from finmath_assets.defs.finmath.checks import rejected_records_within_limit
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Receiver, read_alerts
 

@@ -39,7 +39,7 @@ def main() -> None:
     from finmath_assets.core.market.features import price_features
     from finmath_assets.core.market.prices import load_price_window
     from finmath_assets.definitions import build_definitions
-    from finmath_assets.defs.partitions import TRADING_DAYS
+    from finmath_assets.defs.market.partitions import TRADING_DAYS
 
     partitions = TRADING_DAYS.get_partition_keys_in_range(
         dg.PartitionKeyRange(args.start, args.end)

@@ -8,6 +8,7 @@ keeps a cursor, so an event alerts once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import (  # not re-exported by dagster
@@ -121,4 +122,24 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkRes
         run.job_name,
         context.failure_event.message or "run failed",
         {"run_id": run.run_id},
+    )
+
+
+def build_defs(domains: Sequence[dg.Definitions]) -> dg.Definitions:
+    """The alert sensors, watching every check and freshness policy the domains define."""
+    check_keys = [key for d in domains for c in d.asset_checks or [] for key in c.check_keys]
+    fresh = [
+        spec.key
+        for d in domains
+        for a in d.assets or []
+        if isinstance(a, dg.AssetsDefinition)
+        for spec in a.specs
+        if spec.freshness_policy is not None
+    ]
+    return dg.Definitions(
+        sensors=[
+            build_check_failure_alerts(check_keys),
+            build_freshness_alerts(fresh),
+            run_failure_alerts,
+        ]
     )

@@ -19,5 +19,4 @@ LLM_ASSETS = ("solved_examples",)
 
 MARKET_PREFIX = "market"  # asset key prefix and DuckDB schema of the market-data half
 MARKET_HISTORY_START = "2000-03-01"  # first trading day of the bundled history (and partition)
-MARKET_HISTORY_END = "2013-03-01"  # its last day: `make run` backfills this range
 LLM_PREFIX = "llm"  # asset key prefix and DuckDB schema of the LLM evaluation

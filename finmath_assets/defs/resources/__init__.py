@@ -8,6 +8,7 @@ from finmath_assets.defs.resources.mlflow_tracking import MlflowTrackingResource
 from finmath_assets.defs.resources.monitoring import MonitoringResource
 from finmath_assets.defs.resources.processed_files import ProcessedFilesResource
 from finmath_assets.defs.resources.quality import QualityResource
+from finmath_assets.defs.resources.quarantine import QuarantineLimitsResource
 from finmath_assets.defs.resources.sandbox import SandboxResource
 from finmath_assets.defs.resources.source import FinanceMathSourceResource
 from finmath_assets.defs.resources.training import TrainingResource
@@ -24,6 +25,7 @@ __all__ = [
     "MonitoringResource",
     "ProcessedFilesResource",
     "QualityResource",
+    "QuarantineLimitsResource",
     "SandboxResource",
     "TrainingResource",
     "WarehouseIOManager",

@@ -16,7 +16,7 @@ from finmath_assets.core.market.transactions import (
     validate_transactions,
 )
 from finmath_assets.defs.constants import DUCKDB_POOL, MARKET_PREFIX, WAREHOUSE_IO_MANAGER
-from finmath_assets.defs.partitions import TRANSACTION_FILES
+from finmath_assets.defs.market.partitions import TRANSACTION_FILES
 from finmath_assets.defs.resources import MarketFeedsResource
 
 GROUP = "transactions"

@@ -1,6 +1,7 @@
 """Declarative automation and freshness: the source is re-read on a schedule, everything
 downstream rebuilds when its inputs change, but only once their blocking checks have passed, and
 the source and the model carry freshness policies (alerted on by ``defs.alerts``).
+The LLM domain's ``solved_examples`` (built from this graph) follows the same rule.
 
 Plain ``eager()`` would still request the children of an asset whose blocking check failed (the
 bad table is already written when the check runs); ``all_deps_blocking_checks_passed()`` is what
@@ -14,15 +15,13 @@ from datetime import timedelta
 
 import dagster as dg
 
-from finmath_assets.defs.constants import KEY_PREFIX, MARKET_PREFIX
+from finmath_assets.defs.constants import KEY_PREFIX
 from finmath_assets.settings import Settings
 
 SOURCE_ASSET = dg.AssetKey([KEY_PREFIX, "raw_records"])
 FRESHNESS_ASSETS = tuple(
     dg.AssetKey([KEY_PREFIX, name]) for name in ("raw_records", "answer_model", "drift_report")
 )
-
-MARKET_FRESHNESS_ASSETS = (dg.AssetKey([MARKET_PREFIX, "market_prices"]),)
 
 
 def downstream_condition() -> dg.AutomationCondition:
@@ -47,22 +46,5 @@ def with_automation(
             else None
         )
         return spec.replace_attributes(automation_condition=condition, freshness_policy=freshness)
-
-    return list(dg.map_asset_specs(apply, assets))
-
-
-def with_market_freshness(
-    assets: Sequence[dg.AssetsDefinition], settings: Settings
-) -> list[dg.AssetsDefinition]:
-    """Market assets run from sensors and a schedule, not automation conditions; the prices
-    carry a freshness policy (a weekend plus a holiday by default)."""
-    policy = dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=settings.market_freshness_fail_hours)
-    )
-
-    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-        if spec.key in MARKET_FRESHNESS_ASSETS:
-            return spec.replace_attributes(freshness_policy=policy)
-        return spec
 
     return list(dg.map_asset_specs(apply, assets))

@@ -16,10 +16,9 @@ import dagster as dg
 
 from finmath_assets.core import quality
 from finmath_assets.core.market.quarantine import FILE_ROW_INDEX
-from finmath_assets.defs.checks import QuarantineLimitsResource
 from finmath_assets.defs.constants import DUCKDB_POOL, MARKET_PREFIX
-from finmath_assets.defs.partitions import TRADING_DAYS
-from finmath_assets.defs.resources import WarehouseResource
+from finmath_assets.defs.market.partitions import TRADING_DAYS
+from finmath_assets.defs.resources import QuarantineLimitsResource, WarehouseResource
 
 PRICES = dg.AssetKey([MARKET_PREFIX, "market_prices"])
 REJECTED_PRICES = dg.AssetKey([MARKET_PREFIX, "rejected_market_prices"])

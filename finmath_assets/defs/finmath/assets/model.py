@@ -28,8 +28,8 @@ from finmath_assets.core.registry import (
     load_model,
     version_by_alias,
 )
-from finmath_assets.defs.assets.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
+from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     MlflowTrackingResource,

@@ -1,8 +1,8 @@
-"""Sensors that start runs when data arrives (alerting sensors are in ``defs.alerts``)."""
+"""Drop-folder sensors: a new price or transaction file starts a run of its partition
+(alerting sensors are in ``defs.alerts``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,37 +10,10 @@ import dagster as dg
 
 from finmath_assets.core.market.prices import price_file_day
 from finmath_assets.core.market.transactions import transaction_file_day
-from finmath_assets.defs.constants import KEY_PREFIX, MARKET_PREFIX
+from finmath_assets.defs.constants import MARKET_PREFIX
 
-INFERENCE_LOG = dg.AssetKey([KEY_PREFIX, "inference_log"])
 MARKET_PRICES = dg.AssetKey([MARKET_PREFIX, "market_prices"])
 CARD_TRANSACTIONS = dg.AssetKey([MARKET_PREFIX, "card_transactions"])
-
-
-def build_inference_log_sensor(directory: Path) -> dg.SensorDefinition:
-    """Requests ``inference_log`` when the service has appended predictions since the last run
-    (the cursor holds each file's size: files only grow, a new day makes a new file)."""
-
-    @dg.sensor(
-        name="inference_log_files",
-        target=dg.AssetSelection.assets(INFERENCE_LOG),
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Ingests the inference service's prediction files when they grow.",
-    )
-    def inference_log_files(context: dg.SensorEvaluationContext):
-        files = sorted(directory.glob("predictions-*.jsonl")) if directory.is_dir() else []
-        state = {p.name: p.stat().st_size for p in files}
-        if not state:
-            return dg.SkipReason(f"no prediction files in {directory} yet")
-        cursor = json.dumps(state, sort_keys=True)
-        if context.cursor == cursor:
-            return dg.SkipReason("no new predictions")
-        context.update_cursor(cursor)
-        key = hashlib.sha256(cursor.encode()).hexdigest()[:16]
-        return dg.RunRequest(run_key=f"inference-log-{key}")
-
-    return inference_log_files
 
 
 def _new_files(paths: list[Path], cursor: str | None) -> tuple[list[tuple[Path, int]], str | None]:

@@ -12,7 +12,7 @@ import pandas as pd
 from finmath_assets.core.market import features as market_features
 from finmath_assets.core.market.prices import load_price_window
 from finmath_assets.defs.constants import DUCKDB_POOL, MARKET_PREFIX, WAREHOUSE_IO_MANAGER
-from finmath_assets.defs.partitions import TRADING_DAYS
+from finmath_assets.defs.market.partitions import TRADING_DAYS
 from finmath_assets.defs.resources import MarketFeedsResource
 
 GROUP = "market_data"

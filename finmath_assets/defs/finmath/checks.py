@@ -19,32 +19,16 @@ from finmath_assets.core import quality
 from finmath_assets.core.features import feature_columns
 from finmath_assets.core.sandbox import isolation as isolation_label
 from finmath_assets.core.sandbox import run_solution
-from finmath_assets.defs.assets.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX
+from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     MonitoringResource,
     QualityResource,
+    QuarantineLimitsResource,
     SandboxResource,
     WarehouseResource,
 )
-from finmath_assets.settings import Settings
-
-
-class QuarantineLimitsResource(dg.ConfigurableResource):
-    """Limits of the quarantine checks (FINMATH_CHECK_MAX_REJECTED_* / _TRANSACTION_* settings)."""
-
-    max_rejected_records: int = 0
-    max_rejected_bars_per_day: int = 0
-    max_transaction_reject_share: float = 0.02
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "QuarantineLimitsResource":
-        return cls(
-            max_rejected_records=settings.check_max_rejected_records,
-            max_rejected_bars_per_day=settings.check_max_rejected_bars_per_day,
-            max_transaction_reject_share=settings.check_max_transaction_reject_share,
-        )
 
 
 def _key(name: str) -> dg.AssetKey:
