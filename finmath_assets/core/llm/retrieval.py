@@ -25,6 +25,8 @@ import numpy as np
 from finmath_assets.core.text import record_text
 
 SCHEMA = "finmath"
+# the bank as a file in processed/: written by the solved_examples asset, read by the service
+SOLVED_EXAMPLES_FILE = "solved_examples.parquet"
 _QUERY = f"""
 SELECT r.question_id, r.question, r.tables, r.python_solution, r.ground_truth, r.topic,
        e.model_id, e.embedding
