@@ -103,7 +103,7 @@ LLM_ENV := FINMATH_LLM_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1 FINMATH_LLM_MODE
 LLM_EVAL_LIMIT ?= 200
 
 llm-local: $(INSTALLED)
-	$(BIN)/python scripts/llm_local.py all --background --port $(LLM_PORT)
+	$(BIN)/python -m finmath_assets.llm_local all --background --port $(LLM_PORT)
 	@echo "export $(LLM_ENV)"
 
 test-llm: llm-local
@@ -114,7 +114,7 @@ eval-llm: llm-local dagster-home
 		--config-json '{"ops": {"llm__llm_qa_eval": {"config": {"limit": $(LLM_EVAL_LIMIT)}}}}'
 
 llm-stop:
-	$(BIN)/python scripts/llm_local.py stop --port $(LLM_PORT)
+	$(BIN)/python -m finmath_assets.llm_local stop --port $(LLM_PORT)
 
 clean:
 	rm -rf $(FINMATH_HOME) .cache/hf

@@ -1,4 +1,4 @@
-"""One local llama.cpp server for the session, through scripts/llm_local.py.
+"""One local llama.cpp server for the session, through `python -m finmath_assets.llm_local`.
 
 These tests are collected only when asked for: when a path under this folder is named on the
 command line (`pytest finmath_assets_tests/llm_local`, as `make test-llm` does) or with
@@ -6,15 +6,14 @@ FINMATH_LLM_TESTS=1. A plain `pytest` (the default suite) skips the folder, so i
 a 2 GB model server.
 
 With FINMATH_LLM_BASE_URL set, that server is used as it is (FINMATH_LLM_MODEL, else the first
-model it lists) and left running. Otherwise `llm_local.py all --background` runs on a free port:
-it fetches and joins the GGUF and builds llama-cpp-python only if they are missing (the first
-time takes about 6 minutes, mostly the build), starts the server, and `stop` ends it after the
-session.
+model it lists) and left running. Otherwise `python -m finmath_assets.llm_local all --background`
+runs on a free port: it fetches and joins the GGUF and builds llama-cpp-python only if they are
+missing (the first time takes about 6 minutes, mostly the build), starts the server, and `stop`
+ends it after the session.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -24,13 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from finmath_assets.llm_local.paths import default_cache, state_paths
+from finmath_assets.llm_local.server import MODEL_ALIAS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SCRIPT = ROOT / "scripts" / "llm_local.py"
 # generous: the first run builds llama-cpp-python from source (~5 min on 2 cores)
 SETUP_TIMEOUT_SECONDS = 1800
 
@@ -55,21 +55,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llm_local", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("llm_local", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def llm_local() -> ModuleType:
-    """scripts/llm_local.py as a module (its constants and commands)."""
-    return _load_script()
-
-
 @dataclass(frozen=True)
 class LocalLLM:
     base_url: str
@@ -88,9 +73,9 @@ def _listed_models(base_url: str) -> list[str]:
         return [m["id"] for m in json.loads(r.read())["data"]]
 
 
-def _run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, "-m", "finmath_assets.llm_local", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -99,7 +84,7 @@ def _run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def llm_server(llm_local: ModuleType) -> Iterator[LocalLLM]:
+def llm_server() -> Iterator[LocalLLM]:
     base_url = os.environ.get("FINMATH_LLM_BASE_URL")
     if base_url:
         try:
@@ -111,16 +96,16 @@ def llm_server(llm_local: ModuleType) -> Iterator[LocalLLM]:
         return
 
     port = _free_port()
-    proc = _run_script("all", "--background", "--port", str(port), timeout=SETUP_TIMEOUT_SECONDS)
+    proc = _run_cli("all", "--background", "--port", str(port), timeout=SETUP_TIMEOUT_SECONDS)
     if proc.returncode != 0:
-        _run_script("stop", "--port", str(port), timeout=60)
+        _run_cli("stop", "--port", str(port), timeout=60)
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        pytest.fail(f"`llm_local.py all --background --port {port}` failed:\n{tail}")
+        pytest.fail(f"`llm_local all --background --port {port}` failed:\n{tail}")
     try:
-        yield LocalLLM(f"http://127.0.0.1:{port}/v1", llm_local.MODEL_ALIAS, started_here=True)
+        yield LocalLLM(f"http://127.0.0.1:{port}/v1", MODEL_ALIAS, started_here=True)
     finally:
-        _run_script("stop", "--port", str(port), timeout=60)
-        (llm_local._default_cache() / f"server-{port}.log").unlink(missing_ok=True)
+        _run_cli("stop", "--port", str(port), timeout=60)
+        state_paths(default_cache(), port)[2].unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""Smoke tests of the local Qwen2.5-Coder server (scripts/llm_local.py): it answers an
-OpenAI-compatible chat completion with a Python program, and the prefill behaviour that the
-answering code relies on holds (docs/llm.md)."""
+"""Smoke tests of the local Qwen2.5-Coder server (`python -m finmath_assets.llm_local`): it
+answers an OpenAI-compatible chat completion with a Python program, and the prefill behaviour
+that the answering code relies on holds (docs/llm.md)."""
 
 from __future__ import annotations
 
