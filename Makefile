@@ -15,16 +15,18 @@ MARKET_HISTORY ?= 2000-03-01...2013-03-01
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install system-deps dagster-home run dev serve test lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
+.PHONY: help install system-deps dagster-home run dev serve test test-fast lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
 
 help:
 	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
 	@echo "            (FinanceMath graph, market-price backfill, landing feeds, forecasters)"
 	@echo "make test   set up (venv, install, make system-deps), then run the whole test suite"
+	@echo "make test-fast  set up, then only the tests not marked slow (pure core and unit tests, ~1 min)"
 	@echo "make system-deps  the Debian packages the tests need (bubblewrap, prometheus, postgresql)"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
-	@echo "make lint   ruff check + format check, hadolint, docker compose config"
+	@echo "make lint   ruff check + format check, mypy (strict: core, serving, llm_local), hadolint,"
+	@echo "            docker compose config"
 	@echo "make bench  cold/warm materialisation and embedding throughput benchmark"
 	@echo "make bench-serving  our service vs mlflow models serve under wrk (after make run)"
 	@echo "make bench-forecast  rolling-origin backtest of the market forecaster vs Naive/SeasonalNaive"
@@ -75,9 +77,14 @@ serve: $(INSTALLED)
 test: system-deps $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# no Dagster materialisation, no trained model, no process or service started: needs no system-deps
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint --config .hadolint.yaml docker/*.Dockerfile
 	$(BIN)/docker-compose --env-file docker/.env.example -f docker/docker-compose.yml config --quiet
 

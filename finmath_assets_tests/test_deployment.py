@@ -376,7 +376,8 @@ def test_helm_values_use_the_stack_images_and_an_external_postgres(stack: dict) 
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
 
 
-def test_ci_workflow_runs_the_same_commands_as_ci_run() -> None:
+def test_ci_workflow_lints_then_runs_the_one_test_command_of_ci_run() -> None:
+    """The workflow adds `make lint` in front; `.ci/run` is the README's test command alone."""
     workflow = yaml.load((ROOT / ".github" / "workflows" / "ci.yml").read_text(), _UniqueKeyLoader)
     steps = workflow["jobs"]["test"]["steps"]
     runs = [step.get("run", "") for step in steps]
