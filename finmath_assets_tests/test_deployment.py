@@ -393,3 +393,36 @@ def test_ci_workflow_lints_then_runs_the_one_test_command_of_ci_run() -> None:
         if line and not line.startswith(("#", "set ", "cd "))
     ]
     assert ci_run == ["make test"]
+
+
+def _recipe(target: str) -> list[str]:
+    """The command lines of one Makefile target."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
+def test_pre_commit_hooks_run_the_linters_of_make_lint() -> None:
+    config = ROOT / ".pre-commit-config.yaml"
+    validate = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    hooks = {
+        h["id"]: h for repo in yaml.safe_load(config.read_text())["repos"] for h in repo["hooks"]
+    }
+    assert set(hooks) == {"ruff-check", "ruff-format", "mypy"}
+    lint = " ".join(_recipe("lint"))
+    for hook in hooks.values():
+        assert hook["language"] == "system"  # the venv's pinned tools, nothing fetched
+        tool = hook["entry"].split()[0].removeprefix(".venv/bin/")
+        assert f"$(BIN)/{tool}" in lint, f"{hook['id']} runs {tool}, which make lint does not"
+    # mypy takes its files from pyproject.toml in both places
+    assert hooks["mypy"]["pass_filenames"] is False and "$(BIN)/mypy" in _recipe("lint")
