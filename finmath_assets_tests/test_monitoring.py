@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from finmath_assets.core import monitoring
+from finmath_assets.core.features import ID_COLUMNS
 from finmath_assets.core.modeling import signed_log
-from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.finmath.sensors import build_inference_log_sensor
 from finmath_assets_tests.conftest import Materialized, materialize
 from serving.inference_log import InferenceLogWriter

@@ -17,8 +17,8 @@ import duckdb
 import numpy as np
 
 from finmath_assets.bench import DATA_SPINE, _materialize
+from finmath_assets.core.features import ID_COLUMNS
 from finmath_assets.core.modeling import cross_validate, select_features, signed_log
-from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 
 
 def _signed_log_maes(warehouse: Path, seeds: int) -> np.ndarray:

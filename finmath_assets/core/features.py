@@ -40,6 +40,8 @@ META_COLUMNS: tuple[str, ...] = (
     "n_currency_numbers",
 )
 EMBEDDING_PREFIX = "emb_"
+# The columns of the ``features`` table before the feature columns: who the row is, and its label.
+ID_COLUMNS: tuple[str, ...] = ("question_id", "split", "topic", "ground_truth")
 
 
 def _slug(text: str) -> str:

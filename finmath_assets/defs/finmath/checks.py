@@ -16,11 +16,10 @@ import duckdb
 import numpy as np
 
 from finmath_assets.core import quality
-from finmath_assets.core.features import feature_columns
+from finmath_assets.core.features import ID_COLUMNS, feature_columns
 from finmath_assets.core.sandbox import isolation as isolation_label
 from finmath_assets.core.sandbox import run_solution
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX
-from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     MonitoringResource,

@@ -6,12 +6,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from finmath_assets.core.features import build_feature_vector, feature_columns
+from finmath_assets.core.features import ID_COLUMNS, build_feature_vector, feature_columns
 from finmath_assets.core.tables import Cell
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources.processed_files import FEATURES_PARQUET, ProcessedFilesResource
-
-ID_COLUMNS = ["question_id", "split", "topic", "ground_truth"]
 
 
 def _cells_by_question(question_tables: pd.DataFrame) -> dict[str, list[Cell]]:

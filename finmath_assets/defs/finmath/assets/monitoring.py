@@ -8,8 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from finmath_assets.core import monitoring
+from finmath_assets.core.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
-from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.resources import (
     MonitoringResource,
     ProcessedFilesResource,
