@@ -1,8 +1,8 @@
-"""Registered market forecasters: names, the tags logged with them, and loading a champion.
+"""Registered market forecasters: names, the tags logged with them, logging and loading.
 
 One registered model per target (``log_volume``, ``log_return``), each logged with mlforecast's
-MLflow flavour and promoted by the same rule as the answer model
-(:func:`finmath_assets.core.registry.decide_promotion`): beat the best baseline of the backtest
+MLflow flavour (:func:`log_forecaster`) and promoted by the answer model's path
+(:func:`finmath_assets.core.registry.promote_challenger`): beat the best baseline of the backtest
 and strictly beat the current champion. The fitted ``MLForecast`` keeps the last values of every
 series it was trained on, so serving needs the registry only, never the warehouse.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -73,7 +73,10 @@ def load_forecaster(
         raise LookupError(f"registered model {name!r} has no version with alias {alias!r}")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri)
-    model = load_model(f"models:/{name}/{version.version}")
+    if not version.run_id:
+        raise LookupError(f"{name} v{version.version} was not logged from an MLflow run")
+    # mlforecast.flavor is unannotated
+    model = load_model(f"models:/{name}/{version.version}")  # type: ignore[no-untyped-call]
     run = client.get_run(version.run_id)
     return LoadedForecaster(
         model=model,
@@ -81,7 +84,7 @@ def load_forecaster(
         version=str(version.version),
         alias=alias,
         run_id=version.run_id,
-        target=run.data.tags[TARGET_TAG],
+        target=cast(Target, run.data.tags[TARGET_TAG]),  # written by log_forecaster
         metrics=dict(run.data.metrics),
         trained_at=run.info.start_time,
     )
@@ -89,13 +92,14 @@ def load_forecaster(
 
 def log_forecaster(forecaster: Any, *, name: str, target: Target, metrics: dict[str, float]) -> str:
     """Log a fitted forecaster in the active MLflow run with mlforecast's flavour, tag its
-    target, log ``metrics`` and register it as ``name``; returns the new version number."""
+    target, log ``metrics`` and register it as ``name``; returns the new version number (for
+    :func:`finmath_assets.core.registry.promote_challenger`)."""
     import mlflow
     from mlforecast.flavor import log_model
 
     mlflow.set_tag(TARGET_TAG, target)
     mlflow.log_metrics(metrics)
-    info = log_model(
+    info = log_model(  # type: ignore[no-untyped-call]  # mlforecast.flavor is unannotated
         model=forecaster,
         artifact_path=None,  # MLflow 3 names logged models with `name`
         name=FORECASTER_ARTIFACT,

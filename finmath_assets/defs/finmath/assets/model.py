@@ -2,13 +2,13 @@
 
 import json
 from datetime import UTC, datetime
-from importlib.metadata import version
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from finmath_assets.core.evaluation import build_report, report_markdown, report_rows
+from finmath_assets.core.features import EMBEDDING_PREFIX, ID_COLUMNS
 from finmath_assets.core.features import feature_columns as all_feature_columns
 from finmath_assets.core.modeling import (
     FEATURE_SETS,
@@ -19,17 +19,14 @@ from finmath_assets.core.modeling import (
 )
 from finmath_assets.core.registry import (
     BASELINE_METRIC,
-    CHALLENGER,
     CHAMPION,
     EMBEDDING_MODEL_TAG,
-    FEATURE_COLUMNS_ARTIFACT,
     PRIMARY_METRIC,
-    decide_promotion,
     load_model,
-    version_by_alias,
+    log_answer_model,
+    promote_challenger,
 )
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
-from finmath_assets.defs.finmath.assets.features import ID_COLUMNS
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
     MlflowTrackingResource,
@@ -40,24 +37,6 @@ from finmath_assets.defs.resources import (
 
 GROUP = "modeling"
 EVALUATION_REPORT_JSON = "evaluation_report.json"
-MODEL_PIP_REQUIREMENTS = [
-    f"lightgbm=={version('lightgbm')}",
-    f"scikit-learn=={version('scikit-learn')}",
-    f"pandas=={version('pandas')}",
-    f"numpy=={version('numpy')}",
-]
-
-
-# MLflow saves scikit-learn models with skops, which loads only the types listed here. The two
-# transform functions live in finmath_assets.core.modeling: loading the model needs the finmath
-# package installed (the serving image has it).
-SKOPS_TRUSTED_TYPES = [
-    "collections.OrderedDict",
-    "finmath_assets.core.modeling.inverse_signed_log",
-    "finmath_assets.core.modeling.signed_log",
-    "lightgbm.basic.Booster",
-    "lightgbm.sklearn.LGBMRegressor",
-]
 
 
 class AnswerModelConfig(dg.Config):
@@ -73,7 +52,7 @@ class AnswerModelConfig(dg.Config):
 
 
 def _embedding_dim(columns: list[str]) -> int:
-    return sum(1 for c in columns if c.startswith("emb_"))
+    return sum(1 for c in columns if c.startswith(EMBEDDING_PREFIX))
 
 
 @dg.multi_asset(
@@ -105,9 +84,6 @@ def train_answer_model(
     embedding_model: EmbeddingModelResource,
     training: TrainingResource,
 ):
-    import mlflow  # imported here: loading the code location stays fast
-    from mlflow.models import infer_signature
-
     model_name = mlflow_tracking.model_name
     labelled = features[features["ground_truth"].notna()].reset_index(drop=True)
     available = list(features.columns[len(ID_COLUMNS) :])
@@ -142,11 +118,6 @@ def train_answer_model(
     estimator = build_estimator(params, transform, training.seed).fit(X, y)
     fingerprint = data_fingerprint(X, y)
 
-    client = mlflow_tracking.client()
-    champion = version_by_alias(client, model_name, CHAMPION)
-    champion_metric = (
-        client.get_run(champion.run_id).data.metrics.get(PRIMARY_METRIC) if champion else None
-    )
     tags = {
         "dagster.run_id": context.run_id,
         "dagster.asset": "finmath/answer_model",
@@ -154,73 +125,38 @@ def train_answer_model(
         "finmath.data_fingerprint": fingerprint,
     }
     with mlflow_tracking.start_run(run_name=f"answer-model-{context.run_id[:8]}", tags=tags) as run:
-        regressor = estimator if transform == "identity" else estimator.regressor
-        mlflow.log_params(
-            {
-                **{f"lgbm_{k}": v for k, v in regressor.get_params().items()},
-                "target_transform": transform,
-                "feature_set": training.feature_set,
-                "cv_folds": training.cv_folds,
-                "seed": training.seed,
-                "n_labelled": len(labelled),
-                "n_features": len(columns),
-            }
-        )
-        mlflow.log_metrics(
-            {
-                f"cv_{'' if name == 'model' else name + '_'}{metric}": value
-                for name, metrics in cv.metrics.items()
-                for metric, value in metrics.items()
-            }
-            | {f"cv_ablation_{name}_signed_log_mae": value for name, value in ablation.items()}
-        )
-        mlflow.log_dict(columns, FEATURE_COLUMNS_ARTIFACT)
-        info = mlflow.sklearn.log_model(
+        new_version = log_answer_model(
             estimator,
-            name="model",
-            signature=infer_signature(X.head(20), estimator.predict(X.head(20))),
-            input_example=X.head(3),
-            pip_requirements=MODEL_PIP_REQUIREMENTS,
-            registered_model_name=model_name,
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            X,
+            name=model_name,
+            cv=cv,
+            ablation=ablation,
+            transform=transform,
+            feature_set=training.feature_set,
+            cv_folds=training.cv_folds,
+            seed=training.seed,
         )
-        new_version = str(info.registered_model_version)
-        decision = decide_promotion(
-            cv.metrics["model"]["signed_log_mae"],
-            champion_metric,
-            cv.metrics["median_baseline"]["signed_log_mae"],
+        promotion = promote_challenger(
+            mlflow_tracking.client(),
+            model_name,
+            new_version,
+            challenger_metric=cv.metrics["model"]["signed_log_mae"],
+            baseline_metric=cv.metrics["median_baseline"]["signed_log_mae"],
         )
-        client.set_registered_model_alias(model_name, CHALLENGER, new_version)
-        if decision.promoted:
-            client.set_registered_model_alias(model_name, CHAMPION, new_version)
-        decision_tags = {
-            "finmath.promoted": str(decision.promoted).lower(),
-            "finmath.promotion_reason": decision.reason,
-            "finmath.challenger_metric": f"{decision.challenger_metric:.6f}",
-            "finmath.champion_metric": "none"
-            if decision.champion_metric is None
-            else f"{decision.champion_metric:.6f}",
-        }
-        mlflow.set_tags(decision_tags)
-        for key, value in decision_tags.items():
-            client.set_model_version_tag(model_name, new_version, key, value)
         run_id = run.info.run_id
-    context.log.info(f"registered {model_name} v{new_version}: {decision.reason}")
-    champion_version = (
-        new_version if decision.promoted else (champion.version if champion else None)
-    )
+    context.log.info(f"registered {model_name} v{new_version}: {promotion.reason}")
     model_row = pd.DataFrame(
         [
             {
                 "model_name": model_name,
                 "version": new_version,
                 "run_id": run_id,
-                "promoted": decision.promoted,
-                "promotion_reason": decision.reason,
-                "champion_version": None if champion_version is None else str(champion_version),
-                PRIMARY_METRIC: decision.challenger_metric,
-                BASELINE_METRIC: decision.baseline_metric,
-                "champion_metric_before": decision.champion_metric,
+                "promoted": promotion.promoted,
+                "promotion_reason": promotion.reason,
+                "champion_version": promotion.champion_version,
+                PRIMARY_METRIC: promotion.challenger_metric,
+                BASELINE_METRIC: promotion.baseline_metric,
+                "champion_metric_before": promotion.champion_metric,
                 "target_transform": transform,
                 "feature_set": training.feature_set,
                 "n_features": len(columns),
@@ -249,12 +185,12 @@ def train_answer_model(
         metadata={
             "model_version": new_version,
             "mlflow_run_id": run_id,
-            "promoted": decision.promoted,
-            "promotion_reason": decision.reason,
-            "cv_signed_log_mae": decision.challenger_metric,
-            "median_baseline_signed_log_mae": decision.baseline_metric,
-            "champion_signed_log_mae_before": dg.MetadataValue.float(decision.champion_metric)
-            if decision.champion_metric is not None
+            "promoted": promotion.promoted,
+            "promotion_reason": promotion.reason,
+            "cv_signed_log_mae": promotion.challenger_metric,
+            "median_baseline_signed_log_mae": promotion.baseline_metric,
+            "champion_signed_log_mae_before": dg.MetadataValue.float(promotion.champion_metric)
+            if promotion.champion_metric is not None
             else dg.MetadataValue.null(),
             "model_uri": f"models:/{model_name}/{new_version}",
         },

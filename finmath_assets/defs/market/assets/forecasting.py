@@ -3,8 +3,9 @@
 For each target (log volume, log return) a rolling-origin backtest against statsforecast's
 Naive and SeasonalNaive(5) (and, for returns, the zero-return random walk), then the forecaster
 refitted on the whole history, logged with mlforecast's MLflow flavour, registered, and given
-the ``champion`` alias only by the answer model's promotion rule: beat the best baseline and
-strictly beat the current champion.
+the ``champion`` alias only by the answer model's promotion path
+(``core.registry.promote_challenger``): beat the best baseline and strictly beat the current
+champion.
 """
 
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from finmath_assets.core.market.registry import (
     log_forecaster,
 )
 from finmath_assets.core.market.report import metrics_table, plot_backtest
-from finmath_assets.core.registry import CHALLENGER, CHAMPION, decide_promotion, version_by_alias
+from finmath_assets.core.registry import promote_challenger
 from finmath_assets.defs.constants import DUCKDB_POOL, MARKET_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     ForecastingResource,
@@ -36,17 +37,6 @@ from finmath_assets.defs.resources import (
 
 GROUP = "forecasting"
 REPORT_PNG = "reports/forecast_backtest.png"
-
-
-def _champion_metric(
-    tracking: MlflowTrackingResource, name: str
-) -> tuple[str | None, float | None]:
-    client = tracking.client()
-    champion = version_by_alias(client, name, CHAMPION)
-    if champion is None:
-        return None, None
-    metric = client.get_run(champion.run_id).data.metrics.get(PRIMARY_METRIC)
-    return str(champion.version), metric
 
 
 @dg.multi_asset(
@@ -101,19 +91,9 @@ def train_price_forecasters(
         baselines = {k: v for k, v in means.items() if k != MODEL}
         best_name = min(baselines, key=baselines.get)
         name = forecasting.model_name(target)
-        champion_version, champion_metric = _champion_metric(mlflow_tracking, name)
-        decision = decide_promotion(
-            means[MODEL],
-            champion_metric,
-            baselines[best_name],
-            metric="backtest MASE",
-            baseline=f"the best baseline ({best_name})",
-        )
         tags = {
             "dagster.run_id": context.run_id,
             "dagster.asset": f"{MARKET_PREFIX}/price_forecaster",
-            "finmath.promoted": str(decision.promoted).lower(),
-            "finmath.promotion_reason": decision.reason,
         }
         with mlflow_tracking.start_run(run_name=f"{target}-{context.run_id[:8]}", tags=tags):
             mlflow.log_params(
@@ -140,18 +120,25 @@ def train_price_forecasters(
             version = log_forecaster(
                 fit_forecaster(series, config), name=name, target=target, metrics=metrics
             )
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        if decision.promoted:
-            client.set_registered_model_alias(name, CHAMPION, version)
-        context.log.info(f"registered {name} v{version}: {decision.reason}")
+            promotion = promote_challenger(
+                client,
+                name,
+                version,
+                challenger_metric=means[MODEL],
+                baseline_metric=baselines[best_name],
+                metric=PRIMARY_METRIC,
+                metric_label="backtest MASE",
+                baseline_label=f"the best baseline ({best_name})",
+            )
+        context.log.info(f"registered {name} v{version}: {promotion.reason}")
         rows.append(
             {
                 "target": target,
                 "model_name": name,
                 "version": version,
-                "promoted": decision.promoted,
-                "promotion_reason": decision.reason,
-                "champion_version": version if decision.promoted else champion_version,
+                "promoted": promotion.promoted,
+                "promotion_reason": promotion.reason,
+                "champion_version": promotion.champion_version,
                 PRIMARY_METRIC: means[MODEL],
                 "best_baseline": best_name,
                 BEST_BASELINE_METRIC: baselines[best_name],
