@@ -8,7 +8,7 @@ Fields are only ever added within a ``schema_version``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,24 @@ class EvaluationReport(BaseModel):
     )
 
 
+class ReportFields(TypedDict):
+    """The fields of :class:`EvaluationReport` that :func:`build_report` does not compute."""
+
+    schema_version: NotRequired[Literal["1.0"]]
+    created_at: datetime
+    model_name: str
+    model_version: str
+    run_id: str
+    promoted_to_champion: bool
+    promotion_reason: str
+    evaluation: NotRequired[Literal["out-of-fold cross-validation"]]
+    cv_folds: int
+    target_transform: str
+    feature_set: str
+    n_features: int
+    feature_set_ablation: dict[str, float]
+
+
 def predictor_metrics(frame: pd.DataFrame) -> PredictorMetrics:
     """``frame`` has ``ground_truth`` and one column per predictor (``PREDICTORS``)."""
     truth = frame["ground_truth"].to_numpy(dtype=np.float64)
@@ -73,7 +91,7 @@ def predictor_metrics(frame: pd.DataFrame) -> PredictorMetrics:
     )
 
 
-def build_report(cv_predictions: pd.DataFrame, **fields) -> EvaluationReport:
+def build_report(cv_predictions: pd.DataFrame, **fields: Unpack[ReportFields]) -> EvaluationReport:
     overall = predictor_metrics(cv_predictions)
     per_topic = [
         TopicMetrics(topic=str(topic), n=len(group), metrics=predictor_metrics(group))

@@ -8,12 +8,14 @@ registered model predicts in the original units).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+
+from finmath_assets.core.features import EMBEDDING_PREFIX
 
 if TYPE_CHECKING:  # lightgbm and scikit-learn take ~1.7 s to import: only when training
     from lightgbm import LGBMRegressor
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # lightgbm and scikit-learn take ~1.7 s to import: only when 
 TargetTransform = Literal["signed_log", "identity"]
 FeatureSet = Literal["all", "no_embeddings"]
 FEATURE_SETS: tuple[str, ...] = ("all", "no_embeddings")
+LgbmParams = Mapping[str, float | int | str]  # LGBMRegressor keyword arguments
 
 DEFAULT_PARAMS: dict[str, float | int | str] = {
     "objective": "huber",  # robust to the few answers in the millions
@@ -58,18 +61,21 @@ def select_features(columns: Sequence[str], feature_set: FeatureSet) -> list[str
     if feature_set == "all":
         return list(columns)
     if feature_set == "no_embeddings":
-        return [c for c in columns if not c.startswith("emb_")]
+        return [c for c in columns if not c.startswith(EMBEDDING_PREFIX)]
     raise ValueError(f"unknown feature set {feature_set!r}; use 'all' or 'no_embeddings'")
 
 
 def build_estimator(
-    params: dict | None = None, transform: TargetTransform = "signed_log", seed: int = 42
+    params: LgbmParams | None = None, transform: TargetTransform = "signed_log", seed: int = 42
 ) -> TransformedTargetRegressor | LGBMRegressor:
     from lightgbm import LGBMRegressor
     from sklearn.compose import TransformedTargetRegressor
 
+    # LGBMRegressor's keyword arguments have precise types that a params mapping cannot carry
     regressor = LGBMRegressor(
-        **{**DEFAULT_PARAMS, **(params or {})}, **DETERMINISTIC_PARAMS, random_state=seed
+        **{**DEFAULT_PARAMS, **(params or {})},  # type: ignore[arg-type]
+        **DETERMINISTIC_PARAMS,  # type: ignore[arg-type]
+        random_state=seed,
     )
     if transform == "identity":
         return regressor
@@ -108,7 +114,7 @@ def cross_validate(
     features: pd.DataFrame,
     target: np.ndarray,
     *,
-    params: dict | None = None,
+    params: LgbmParams | None = None,
     transform: TargetTransform = "signed_log",
     n_folds: int = 5,
     seed: int = 42,

@@ -142,9 +142,10 @@ def export(model_path: Path, destination: Path, model_id: str) -> Path:
             token_type_ids: torch.Tensor | None = None,
         ) -> torch.Tensor:
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.model(
+            hidden: torch.Tensor = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, **extra
             ).last_hidden_state
+            return hidden
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=destination.parent))

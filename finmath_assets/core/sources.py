@@ -60,7 +60,7 @@ def _is_empty_list(path: Path) -> bool:
     if path.stat().st_size > 64:
         return False
     try:
-        return json.loads(path.read_text()) == []
+        return bool(json.loads(path.read_text()) == [])
     except ValueError:
         return False
 

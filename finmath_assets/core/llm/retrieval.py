@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import numpy as np
 
 from finmath_assets.core.text import record_text
+
+if TYPE_CHECKING:  # pandas only when converting the bank to or from a frame
+    import pandas as pd
 
 SCHEMA = "finmath"
 # the bank as a file in processed/: written by the solved_examples asset, read by the service
@@ -187,7 +190,7 @@ class ExampleBank:
         "embedding",
     )
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per example with its (unit) vector and the embedding model id."""
         import pandas as pd
 
@@ -206,7 +209,7 @@ class ExampleBank:
         )
 
     @classmethod
-    def from_frame(cls, frame) -> ExampleBank:
+    def from_frame(cls, frame: pd.DataFrame) -> ExampleBank:
         """The inverse of :meth:`to_frame` (e.g. read from the exported parquet file)."""
         missing = [c for c in cls.COLUMNS if c not in frame.columns]
         if missing:

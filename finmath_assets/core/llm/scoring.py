@@ -42,7 +42,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from finmath_assets.core.sandbox import MARKER, Limits, SandboxResult, run_solution
 
@@ -92,7 +92,8 @@ def extract_program(output: str) -> str:
     """
     if not output or "argparse" in output:
         return ""
-    blocks = _PYTHON_FENCED.findall(output) or _ANY_FENCED.findall(output)
+    # one capturing group each: findall gives the group's text per match
+    blocks: list[str] = _PYTHON_FENCED.findall(output) or _ANY_FENCED.findall(output)
     if blocks:
         program = blocks[0].strip("\n")
     elif output.count(_FENCE) == 1 and _SOLUTION_HEADER not in output:
@@ -263,7 +264,8 @@ def _returned_repr(result: SandboxResult) -> str | None:
     lines = [line for line in result.output.splitlines() if line.startswith(MARKER)]
     if not lines:
         return None
-    return json.loads(lines[-1][len(MARKER) :]).get("repr")
+    # the sandbox runner writes {"value": ..., "repr": repr(value)[:200]} (core.sandbox)
+    return cast("str | None", json.loads(lines[-1][len(MARKER) :]).get("repr"))
 
 
 def _non_finite_return(result: SandboxResult) -> float | None:

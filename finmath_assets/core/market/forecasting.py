@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # mlforecast imports lightgbm (~1.7 s): only when training or loading
+    from mlforecast import MLForecast
 
 Target = Literal["log_volume", "log_return"]
 TARGETS: tuple[Target, ...] = ("log_volume", "log_return")
 FREQ = "B"
 SEASON = 5  # one trading week
-BASELINES = ("Naive", "SeasonalNaive")
 MODEL = "lgbm"
 LAGS = (1, 2, 3, 4, 5, 10, 20)
 
@@ -66,7 +68,7 @@ def series_frame(prices: pd.DataFrame, target: Target) -> pd.DataFrame:
     return filled.sort_values(["unique_id", "ds"], ignore_index=True)
 
 
-def build_forecaster(config: BacktestConfig):
+def build_forecaster(config: BacktestConfig) -> MLForecast:
     """The mlforecast pipeline (not yet fitted)."""
     from lightgbm import LGBMRegressor
     from mlforecast import MLForecast
@@ -129,10 +131,12 @@ def backtest(
         raise ValueError(
             f"no series is long enough for the backtest ({config.min_length} business days)"
         )
-    windows = {"h": config.horizon, "n_windows": config.windows, "step_size": config.step}
+    h, n_windows, step_size = config.horizon, config.windows, config.step
     baselines = StatsForecast(models=[Naive(), SeasonalNaive(SEASON)], freq=FREQ, n_jobs=1)
-    base = baselines.cross_validation(df=series, **windows)
-    model = build_forecaster(config).cross_validation(df=series, refit=config.refit, **windows)
+    base = baselines.cross_validation(df=series, h=h, n_windows=n_windows, step_size=step_size)
+    model = build_forecaster(config).cross_validation(
+        df=series, h=h, n_windows=n_windows, step_size=step_size, refit=config.refit
+    )
     forecasts = base.merge(model.drop(columns=["y"]), on=["unique_id", "ds", "cutoff"])
     if zero_baseline:
         forecasts.insert(forecasts.columns.get_loc(MODEL), "Zero", 0.0)
@@ -145,14 +149,14 @@ def backtest(
     return Backtest(forecasts=forecasts, metrics=metrics, excluded=excluded)
 
 
-def fit_forecaster(series: pd.DataFrame, config: BacktestConfig | None = None):
+def fit_forecaster(series: pd.DataFrame, config: BacktestConfig | None = None) -> MLForecast:
     """The forecaster trained on every row of ``series`` (what is logged and served)."""
     forecaster = build_forecaster(config or BacktestConfig())
     forecaster.fit(series)
     return forecaster
 
 
-def forecast(forecaster, tickers: list[str], horizon: int) -> pd.DataFrame:
+def forecast(forecaster: MLForecast, tickers: list[str], horizon: int) -> pd.DataFrame:
     """``unique_id, ds, value``: ``horizon`` business days after each ticker's last training day.
     An unknown ticker is a ``KeyError`` naming it and the known ones."""
     known = [str(uid) for uid in forecaster.ts.uids]

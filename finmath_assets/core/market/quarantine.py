@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from os import PathLike
 from typing import Any
 
 import pandas as pd
@@ -63,7 +64,7 @@ def validate_rows(
     model: type[BaseModel],
     rows: Iterable[tuple[str, int, Mapping[str, Any]]],
     *,
-    key: Callable[[Any], tuple],
+    key: Callable[[Any], tuple[object, ...]],
     day: Callable[[Any], date],
     columns: tuple[str, ...],
     expected_date: date | None = None,
@@ -71,7 +72,7 @@ def validate_rows(
     """Validate ``(source, row_index, row)`` triples against ``model``."""
     valid: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[object, ...]] = set()
     for source, row_index, row in rows:
         payload = {k: jsonable(v) for k, v in row.items()}
         reasons: list[str] = []
@@ -110,7 +111,9 @@ def rows_of(frame: pd.DataFrame, source: str) -> Iterable[tuple[str, int, Mappin
         yield source, index, row
 
 
-def read_feed_file(path, columns: tuple[str, ...], dtypes: Mapping[str, Any]) -> pd.DataFrame:
+def read_feed_file(
+    path: str | PathLike[str], columns: tuple[str, ...], dtypes: Mapping[str, Any]
+) -> pd.DataFrame:
     """A landing-folder CSV as raw rows. A file without the documented header is an error naming
     the missing (or unexpected) columns, not a quarantine of every row."""
     from pathlib import Path

@@ -18,7 +18,9 @@ def metrics_table(backtests: dict[str, Backtest]) -> pd.DataFrame:
     return table[["target", "unique_id", "metric", *models]]
 
 
-def plot_backtest(backtests: dict[str, Backtest], path: Path, *, show_series: str | None = None):
+def plot_backtest(
+    backtests: dict[str, Backtest], path: Path, *, show_series: str | None = None
+) -> Path:
     """Mean MASE per series and model for each target, and the last origins of one series'
     volume forecast against the actuals. Written with the non-interactive Agg backend."""
     import matplotlib
