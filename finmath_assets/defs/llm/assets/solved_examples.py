@@ -4,12 +4,11 @@ question answering (part of the FinanceMath graph; the evaluation is ``llm_eval`
 import dagster as dg
 import pandas as pd
 
-from finmath_assets.core.llm.retrieval import ExampleBank
+from finmath_assets.core.llm.retrieval import SOLVED_EXAMPLES_FILE, ExampleBank
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import ProcessedFilesResource
 
 GROUP = "llm"
-SOLVED_EXAMPLES_PARQUET = "solved_examples.parquet"
 
 
 @dg.asset(
@@ -43,6 +42,6 @@ def solved_examples(
         raise dg.Failure("no labelled record with a python_solution and an embedding")
     bank = ExampleBank.from_frame(merged[list(ExampleBank.COLUMNS)])
     frame = bank.to_frame()
-    path = processed_files.write_parquet(frame, SOLVED_EXAMPLES_PARQUET)
+    path = processed_files.write_parquet(frame, SOLVED_EXAMPLES_FILE)
     context.add_output_metadata({"examples": len(frame), "path": dg.MetadataValue.path(str(path))})
     return frame
