@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,9 @@ from finmath_assets.core.embeddings import (
     Backend,
     Embedder,
 )
+
+if TYPE_CHECKING:  # the client imports the openai SDK: only code that calls an LLM pays for it
+    from finmath_assets.core.llm.client import LLMClientConfig
 
 ExecutorName = Literal["in_process", "multiprocess", "k8s", "celery"]
 
@@ -314,3 +317,20 @@ class Settings(BaseSettings):
     @property
     def llm_api_key_value(self) -> str:
         return self.llm_api_key.get_secret_value()
+
+    def llm_client_config(self) -> LLMClientConfig:
+        """The LLM client's configuration (the service's ``/ask``); raises ValueError when no
+        endpoint is configured."""
+        from finmath_assets.core.llm.client import LLMClientConfig
+
+        if not self.llm_base_url:
+            raise ValueError("FINMATH_LLM_BASE_URL is not set: no LLM endpoint configured")
+        return LLMClientConfig(
+            base_url=self.llm_base_url,
+            model=self.llm_model,
+            api_key=self.llm_api_key_value,
+            max_tokens=self.llm_max_tokens,
+            timeout_seconds=self.llm_timeout_seconds,
+            max_retries=self.llm_max_retries,
+            prefill_mode=self.llm_prefill_mode,
+        )

@@ -29,13 +29,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import openai
-
-if TYPE_CHECKING:
-    from finmath_assets.settings import Settings
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
 
 ErrorKind = Literal["connection", "timeout", "http", "bad_response"]
 VLLM_CONTINUE_FINAL_MESSAGE: dict[str, bool] = {
@@ -108,8 +111,35 @@ def _restarts_answer(completion: str) -> bool:
     return head.startswith("```") or head.startswith("def solution")
 
 
+def _chat_message(message: Mapping[str, str]) -> ChatCompletionMessageParam:
+    """``message`` as the SDK's typed chat message (the roles the prompts use)."""
+    role, content = message["role"], message["content"]
+    if role == "system":
+        return ChatCompletionSystemMessageParam(role="system", content=content)
+    if role == "user":
+        return ChatCompletionUserMessageParam(role="user", content=content)
+    if role == "assistant":
+        return ChatCompletionAssistantMessageParam(role="assistant", content=content)
+    raise ValueError(f"unsupported chat message role {role!r} (system, user or assistant)")
+
+
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class LLMClientConfig:
+    """Everything an :class:`LLMClient` needs to reach one endpoint and model. The application
+    builds it from its own settings (``Settings.llm_client_config()``, or the Dagster
+    ``LLMResource``); this module never reads them."""
+
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)  # a secret: kept out of reprs and logs
+    max_tokens: int
+    timeout_seconds: float
+    max_retries: int
+    prefill_mode: PrefillMode
 
 
 class LLMClient:
@@ -151,17 +181,15 @@ class LLMClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LLMClient:
-        if not settings.llm_base_url:
-            raise ValueError("FINMATH_LLM_BASE_URL is not set: no LLM endpoint configured")
+    def from_config(cls, config: LLMClientConfig) -> LLMClient:
         return cls(
-            settings.llm_base_url,
-            settings.llm_model,
-            api_key=settings.llm_api_key_value,
-            max_tokens=settings.llm_max_tokens,
-            timeout_seconds=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
-            prefill_mode=settings.llm_prefill_mode,
+            config.base_url,
+            config.model,
+            api_key=config.api_key,
+            max_tokens=config.max_tokens,
+            timeout_seconds=config.timeout_seconds,
+            max_retries=config.max_retries,
+            prefill_mode=config.prefill_mode,
         )
 
     def close(self) -> None:
@@ -197,22 +225,9 @@ class LLMClient:
             if prefill and self.prefill_mode == "chatml":
                 # a true prefill on servers whose chat endpoint closes the final assistant
                 # message (llama-cpp-python's): the ChatML text, left open, to /v1/completions
-                raw = self._client.completions.with_raw_response.create(
-                    model=self.model,
-                    prompt=chatml_prompt(sent),
-                    temperature=0.0,
-                    max_tokens=self.max_tokens,
-                    stop=["<|im_end|>", "<|endoftext|>"],
-                )
+                body_text = self._create_text(chatml_prompt(sent))
             else:
-                raw = self._client.chat.completions.with_raw_response.create(
-                    model=self.model,
-                    messages=sent,  # type: ignore[arg-type]
-                    temperature=0.0,
-                    max_tokens=self.max_tokens,
-                    extra_body=extra_body,
-                )
-            body_text = raw.http_response.text
+                body_text = self._create_chat(sent, extra_body)
         except openai.APITimeoutError as exc:
             raise self._error(
                 f"timed out after {self.timeout_seconds:g} s per attempt "
@@ -233,6 +248,30 @@ class LLMClient:
             ) from exc
         latency = time.perf_counter() - started
         return self._parse(body_text, latency, prefill)
+
+    def _create_text(self, prompt: str) -> str:
+        """The body of one ``/v1/completions`` response (raises the SDK's errors)."""
+        raw = self._client.completions.with_raw_response.create(
+            model=self.model,
+            prompt=prompt,
+            temperature=0.0,
+            max_tokens=self.max_tokens,
+            stop=["<|im_end|>", "<|endoftext|>"],
+        )
+        return raw.http_response.text
+
+    def _create_chat(
+        self, messages: Sequence[Mapping[str, str]], extra_body: Mapping[str, bool] | None
+    ) -> str:
+        """The body of one ``/v1/chat/completions`` response (raises the SDK's errors)."""
+        raw = self._client.chat.completions.with_raw_response.create(
+            model=self.model,
+            messages=[_chat_message(message) for message in messages],
+            temperature=0.0,
+            max_tokens=self.max_tokens,
+            extra_body=extra_body,
+        )
+        return raw.http_response.text
 
     def _parse(self, body_text: str, latency: float, prefill: str | None) -> Completion:
         try:
