@@ -150,7 +150,10 @@ def test_worse_challenger_does_not_take_the_champion_alias(warm_copy: Path, monk
 def test_failed_tracking_run_ends_failed(tmp_path: Path) -> None:
     tracking = MlflowTrackingResource(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registry_uri=None,
+        experiment_name="finmath",
         artifact_location=(tmp_path / "artifacts").as_uri(),
+        model_name="finmath-answer-regressor",
     )
     with pytest.raises(RuntimeError, match="boom"), tracking.start_run("r", {"k": "v"}) as run:
         run_id = run.info.run_id

@@ -38,10 +38,11 @@ class Home:
 
     def tick(self, defs: dg.Definitions, sensor: str, cursor: str | None = None):
         """One evaluation of ``sensor`` as the daemon runs it; returns (result, new cursor)."""
-        context = dg.build_sensor_context(
+        # a context manager: resources with secrets (llm, financemath_source) nest a resource
+        with dg.build_sensor_context(
             instance=self.instance, cursor=cursor, definitions=defs, resources=defs.resources
-        )
-        return defs.resolve_sensor_def(sensor)(context), context.cursor
+        ) as context:
+            return defs.resolve_sensor_def(sensor)(context), context.cursor
 
     def alerts(self) -> list[dict]:
         return read_alerts(self.settings.home / "alerts.jsonl")

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class AlertSinkResource(dg.ConfigurableResource):
     path: str
-    webhook_url: str | None = None
+    webhook_url: str | None
     timeout_seconds: float = 5.0
 
     @classmethod

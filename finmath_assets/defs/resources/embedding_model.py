@@ -17,8 +17,8 @@ class EmbeddingModelResource(dg.ConfigurableResource):
 
     model_name: str
     backend: Backend
-    batch_size: int = 1
-    threads: int = 0
+    batch_size: int
+    threads: int
     models_dir: str
 
     _embedder: Embedder | None = PrivateAttr(default=None)

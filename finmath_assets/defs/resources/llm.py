@@ -1,28 +1,30 @@
 """The LLM endpoint used by llm_qa_eval (FINMATH_LLM_* settings, visible in the Dagster UI; the
-API key is read from the settings when the client is built, never shown)."""
+API key comes from the settings as a secret, see ``secrets.py``, never shown)."""
 
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster must see the ResourceDependency type
 
-from typing import Literal
+from typing import Literal, Self
 
 import dagster as dg
 
-from finmath_assets.core.llm.client import LLMClient
+from finmath_assets.core.llm.client import LLMClient, LLMClientConfig
+from finmath_assets.defs.resources.secrets import secret
 from finmath_assets.settings import Settings
 
 
 class LLMResource(dg.ConfigurableResource):
-    base_url: str | None = None
-    model: str = "qwen2.5-coder-1.5b-instruct"
-    prompt: Literal["paper", "improved"] = "improved"
-    few_shot: int = 2
-    max_tokens: int = 512
-    timeout_seconds: float = 120
-    max_retries: int = 2
-    prefill_mode: Literal["chat", "vllm", "chatml"] = "chat"
+    base_url: str | None
+    model: str
+    prompt: Literal["paper", "improved"]
+    few_shot: int
+    max_tokens: int
+    timeout_seconds: float
+    max_retries: int
+    prefill_mode: Literal["chat", "vllm", "chatml"]
+    api_key: dg.ResourceDependency[str]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LLMResource:
+    def from_settings(cls, settings: Settings) -> Self:
         return cls(
             base_url=settings.llm_base_url,
             model=settings.llm_model,
@@ -32,6 +34,9 @@ class LLMResource(dg.ConfigurableResource):
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             prefill_mode=settings.llm_prefill_mode,
+            api_key=secret(
+                settings.llm_api_key_value, "LLM API key (FINMATH_LLM_API_KEY): not shown"
+            ),
         )
 
     @property
@@ -44,12 +49,14 @@ class LLMResource(dg.ConfigurableResource):
                 "no LLM endpoint configured: set FINMATH_LLM_BASE_URL (e.g. "
                 "http://127.0.0.1:8080/v1 after `make llm-local`) and materialise llm_qa_eval again"
             )
-        return LLMClient(
-            self.base_url,
-            self.model,
-            api_key=Settings().llm_api_key_value,
-            max_tokens=self.max_tokens,
-            timeout_seconds=self.timeout_seconds,
-            max_retries=self.max_retries,
-            prefill_mode=self.prefill_mode,
+        return LLMClient.from_config(
+            LLMClientConfig(
+                base_url=self.base_url,
+                model=self.model,
+                api_key=self.api_key,
+                max_tokens=self.max_tokens,
+                timeout_seconds=self.timeout_seconds,
+                max_retries=self.max_retries,
+                prefill_mode=self.prefill_mode,
+            )
         )

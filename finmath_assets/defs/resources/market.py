@@ -31,11 +31,11 @@ class MarketFeedsResource(dg.ConfigurableResource):
 class ForecastingResource(dg.ConfigurableResource):
     """How the market forecasters are backtested and registered (FINMATH_FORECAST_* settings)."""
 
-    horizon: int = 5
-    backtest_windows: int = 50
-    backtest_refit: bool = True
-    volume_model_name: str = "finmath-volume-forecaster"
-    return_model_name: str = "finmath-return-forecaster"
+    horizon: int
+    backtest_windows: int
+    backtest_refit: bool
+    volume_model_name: str
+    return_model_name: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ForecastingResource:

@@ -25,10 +25,10 @@ if TYPE_CHECKING:  # mlflow takes ~2 s to import: only runs that track pay for i
 
 class MlflowTrackingResource(dg.ConfigurableResource):
     tracking_uri: str
-    registry_uri: str | None = None
-    experiment_name: str = "finmath"
-    artifact_location: str | None = None
-    model_name: str = "finmath-answer-regressor"
+    registry_uri: str | None
+    experiment_name: str
+    artifact_location: str | None
+    model_name: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MlflowTrackingResource:

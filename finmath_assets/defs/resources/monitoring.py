@@ -12,8 +12,8 @@ from finmath_assets.settings import DRIFT_SUMMARY_FILE, Settings
 
 class MonitoringResource(dg.ConfigurableResource):
     inference_log_dir: str
-    min_rows: int = 200
-    max_drift_share: float = 0.3
+    min_rows: int
+    max_drift_share: float
     drift_html: str = "reports/drift_report.html"
     regression_html: str = "reports/regression_quality_report.html"
     drift_json: str = DRIFT_SUMMARY_FILE

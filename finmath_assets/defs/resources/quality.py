@@ -8,9 +8,9 @@ from finmath_assets.settings import Settings
 
 
 class QualityResource(dg.ConfigurableResource):
-    max_reject_rate: float = 0.01
-    expected_labelled: int = 200
-    min_numeric_share: float = 0.8
+    max_reject_rate: float
+    expected_labelled: int
+    min_numeric_share: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QualityResource:

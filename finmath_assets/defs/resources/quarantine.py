@@ -10,9 +10,9 @@ from finmath_assets.settings import Settings
 class QuarantineLimitsResource(dg.ConfigurableResource):
     """Limits of the quarantine checks (FINMATH_CHECK_MAX_REJECTED_* / _TRANSACTION_* settings)."""
 
-    max_rejected_records: int = 0
-    max_rejected_bars_per_day: int = 0
-    max_transaction_reject_share: float = 0.02
+    max_rejected_records: int
+    max_rejected_bars_per_day: int
+    max_transaction_reject_share: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QuarantineLimitsResource:

@@ -12,7 +12,7 @@ from finmath_assets.settings import Settings
 
 
 class SandboxResource(dg.ConfigurableResource):
-    isolation: Literal["auto", "bubblewrap", "seccomp"] = "auto"
+    isolation: Literal["auto", "bubblewrap", "seccomp"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxResource:

@@ -10,10 +10,10 @@ from finmath_assets.settings import Settings
 
 
 class TrainingResource(dg.ConfigurableResource):
-    target_transform: Literal["signed_log", "identity"] = "signed_log"
-    feature_set: Literal["all", "no_embeddings"] = "all"
-    cv_folds: int = 5
-    seed: int = 42
+    target_transform: Literal["signed_log", "identity"]
+    feature_set: Literal["all", "no_embeddings"]
+    cv_folds: int
+    seed: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingResource:
