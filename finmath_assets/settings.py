@@ -32,9 +32,12 @@ DRIFT_SUMMARY_FILE = "reports/drift_latest.json"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINMATH_", extra="ignore", frozen=True)
 
+    # -- Home -------------------------------------------------------------------------------------
     home: Path = Field(
         default=Path("data"), description="Root of every file the pipeline writes (git-ignored)."
     )
+
+    # -- FinanceMath source -----------------------------------------------------------------------
     source: Literal["local", "huggingface"] = Field(
         default="local",
         description="'local': the embedded pinned snapshot (or FINMATH_LOCAL_DATA_DIR); "
@@ -58,6 +61,31 @@ class Settings(BaseSettings):
     hf_cache_dir: Path = Field(
         default=Path(".cache/hf"), description="datasets cache for both sources."
     )
+
+    # -- FinanceMath data quality checks ----------------------------------------------------------
+    check_max_reject_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="validated_records check: largest share of raw rows that may be rejected.",
+    )
+    check_expected_labelled: int = Field(
+        default=200, ge=0, description="validated_records check: labelled records expected."
+    )
+    check_min_numeric_share: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="question_tables check: smallest share of numeric-looking cells that parse.",
+    )
+    check_max_rejected_records: int = Field(
+        default=0,
+        ge=0,
+        description="rejected_records check (warn): largest number of quarantined FinanceMath "
+        "rows (the pinned snapshot has none).",
+    )
+
+    # -- Embeddings -------------------------------------------------------------------------------
     embedding_model: str = Field(
         default=DEFAULT_MODEL_NAME,
         description="sentence-transformers model: the packaged MiniLM name or a local folder.",
@@ -84,13 +112,7 @@ class Settings(BaseSettings):
         "(default FINMATH_HOME/models).",
     )
 
-    executor: ExecutorName = Field(
-        default="in_process",
-        description="Dagster executor: 'in_process' (one process per run: one DuckDB writer, the "
-        "model loads once), 'multiprocess', or 'k8s'/'celery' (optional extras; "
-        "docs/deployment.md, 'Scale-out').",
-    )
-
+    # -- Answer model training and MLflow registry ------------------------------------------------
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI (default sqlite:///FINMATH_HOME/mlflow.db)."
     )
@@ -115,6 +137,7 @@ class Settings(BaseSettings):
     model_cv_folds: int = Field(default=5, ge=2, le=20)
     model_seed: int = Field(default=42)
 
+    # -- Automation and freshness -----------------------------------------------------------------
     ingest_cron: str = Field(
         default="0 3 * * *",
         description="When automation re-reads the source (cron, UTC); downstream assets follow "
@@ -126,11 +149,8 @@ class Settings(BaseSettings):
     freshness_fail_hours: float = Field(
         default=48, gt=0, description="Freshness policy: fail when older than this."
     )
-    alert_webhook_url: str | None = Field(
-        default=None,
-        description="Also POST alerts here as Slack-compatible JSON (they always go to the run "
-        "log and FINMATH_HOME/alerts.jsonl).",
-    )
+
+    # -- Monitoring and alerts --------------------------------------------------------------------
     drift_min_rows: int = Field(
         default=200,
         ge=2,
@@ -143,26 +163,21 @@ class Settings(BaseSettings):
         le=1,
         description="drift_report check (warn): largest share of drifted columns.",
     )
-    check_max_reject_rate: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description="validated_records check: largest share of raw rows that may be rejected.",
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Also POST alerts here as Slack-compatible JSON (they always go to the run "
+        "log and FINMATH_HOME/alerts.jsonl).",
     )
-    check_expected_labelled: int = Field(
-        default=200, ge=0, description="validated_records check: labelled records expected."
+
+    # -- Market feeds and their checks ------------------------------------------------------------
+    market_freshness_fail_hours: float = Field(
+        default=100,
+        gt=0,
+        description="Freshness policy of market_prices: fail when no partition was written for "
+        "this long (a weekend plus a holiday).",
     )
-    check_min_numeric_share: float = Field(
-        default=0.8,
-        ge=0,
-        le=1,
-        description="question_tables check: smallest share of numeric-looking cells that parse.",
-    )
-    check_max_rejected_records: int = Field(
-        default=0,
-        ge=0,
-        description="rejected_records check (warn): largest number of quarantined FinanceMath "
-        "rows (the pinned snapshot has none).",
+    transactions_seed: int = Field(
+        default=7, description="Seed of the synthetic card-transaction generator."
     )
     check_max_rejected_bars_per_day: int = Field(
         default=0,
@@ -179,15 +194,7 @@ class Settings(BaseSettings):
         "fails.",
     )
 
-    market_freshness_fail_hours: float = Field(
-        default=100,
-        gt=0,
-        description="Freshness policy of market_prices: fail when no partition was written for "
-        "this long (a weekend plus a holiday).",
-    )
-    transactions_seed: int = Field(
-        default=7, description="Seed of the synthetic card-transaction generator."
-    )
+    # -- Market forecasting -----------------------------------------------------------------------
     forecast_horizon: int = Field(
         default=5, ge=1, le=60, description="Backtest horizon of the forecasters (business days)."
     )
@@ -206,6 +213,7 @@ class Settings(BaseSettings):
         default="finmath-return-forecaster", description="Registered log-return forecaster."
     )
 
+    # -- LLM question answering and sandbox -------------------------------------------------------
     llm_base_url: str | None = Field(
         default=None,
         description="OpenAI-compatible endpoint (vLLM, Ollama's /v1, a llama.cpp server, "
@@ -239,6 +247,14 @@ class Settings(BaseSettings):
         description="How model-written and gold programs are isolated: 'bubblewrap' (required: "
         "fail without it), 'seccomp' (the fallback: no namespaces, filesystem readable), "
         "'auto' (bubblewrap when it works here, else seccomp).",
+    )
+
+    # -- Execution and deployment -----------------------------------------------------------------
+    executor: ExecutorName = Field(
+        default="in_process",
+        description="Dagster executor: 'in_process' (one process per run: one DuckDB writer, the "
+        "model loads once), 'multiprocess', or 'k8s'/'celery' (optional extras; "
+        "docs/deployment.md, 'Scale-out').",
     )
 
     @field_validator("home", "hf_cache_dir", "local_data_dir", "model_cache_dir", mode="after")

@@ -1,15 +1,18 @@
 """The settings object: environment variables, defaults and clear errors."""
 
+import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from finmath_assets.core.embeddings import DEFAULT_MODEL_NAME
 from finmath_assets.settings import Settings
 from serving.settings import ServingSettings
 
-CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
+SETTINGS_SOURCE = ROOT / "finmath_assets" / "settings.py"
 
 
 @pytest.fixture(autouse=True)
@@ -75,19 +78,64 @@ def test_bad_values_name_the_field(monkeypatch: pytest.MonkeyPatch, name, value,
         Settings()
 
 
-def test_every_setting_is_in_the_configuration_doc() -> None:
+def _settings_sections() -> dict[str, str]:
+    """``FINMATH_<FIELD>`` -> the section comment (``# -- Title ---``) it sits under in
+    settings.py."""
+    sections, current = {}, None
+    for line in SETTINGS_SOURCE.read_text().splitlines():
+        if header := re.fullmatch(r"    # -- (.+?) -+", line):
+            current = header.group(1)
+        elif (field := re.match(r"    ([a-z_]+): ", line)) and current is not None:
+            sections[f"FINMATH_{field.group(1).upper()}"] = current
+    return sections
+
+
+def _doc_sections() -> dict[str, list[str]]:
+    """``### Title`` -> the variables its table rows document (the first cell's names, with
+    shorthands like `_MAX_TABLES` as written)."""
     text = CONFIGURATION_DOC.read_text()
-    table = text[text.index("## Configuration") :]
-    missing = [
-        f"FINMATH_{name.upper()}"
-        for name in Settings.model_fields
-        if f"`FINMATH_{name.upper()}`" not in table
-    ]
+    body = text[text.index("## Configuration\n") :].split("\n## ")[0]
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in body.splitlines():
+        if line.startswith("### "):
+            current = line.removeprefix("### ")
+            sections[current] = []
+        elif line.startswith("| `") and current is not None:
+            sections[current] += re.findall(r"`([A-Z0-9_]+)`", line.split("|")[1])
+    return sections
+
+
+def test_every_setting_is_in_the_configuration_doc() -> None:
+    settings_sections = _settings_sections()
+    assert set(settings_sections) == {f"FINMATH_{name.upper()}" for name in Settings.model_fields}
+    doc = _doc_sections()
+    documented = {name: title for title, names in doc.items() for name in names}
+    # every setting has a row, in the doc section named like its section in settings.py
+    misplaced = {
+        name: (section, documented.get(name))
+        for name, section in settings_sections.items()
+        if documented.get(name) != section
+    }
+    assert misplaced == {}
+    # the settings' sections come first, in the same order; nothing else sits in them
+    titles = list(dict.fromkeys(settings_sections.values()))
+    assert list(doc)[: len(titles)] == titles
+    aliases = {  # FINMATH_HF_TOKEN (or HF_TOKEN)
+        choice
+        for field in Settings.model_fields.values()
+        if isinstance(field.validation_alias, AliasChoices)
+        for choice in field.validation_alias.choices
+    }
+    known = set(settings_sections) | aliases
+    stale = [name for title in titles for name in doc[title] if name not in known]
+    assert stale == []
     # the serving rows group related limits: `FINMATH_SERVING_A` / `_B` / `_C`
-    missing += [
+    serving = next(names for title, names in doc.items() if "`FINMATH_SERVING_*`" in title)
+    missing = [
         f"FINMATH_SERVING_{name.upper()}"
         for name in ServingSettings.model_fields
-        if f"`FINMATH_SERVING_{name.upper()}`" not in table and f"`_{name.upper()}`" not in table
+        if f"FINMATH_SERVING_{name.upper()}" not in serving and f"_{name.upper()}" not in serving
     ]
     assert missing == []
 
