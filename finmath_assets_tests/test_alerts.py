@@ -19,6 +19,8 @@ from finmath_assets.defs.resources import AlertSinkResource
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Receiver, read_alerts
 
+pytestmark = pytest.mark.slow  # materialises assets, runs checks and the alert sensors
+
 
 def test_failed_check_and_failed_run_alert_once_to_file_and_webhook(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver

@@ -11,6 +11,8 @@ from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, materialize
 
+pytestmark = pytest.mark.slow  # materialises the real data, evaluates automation over it
+
 CHECKS = {
     "reject_rate",
     "unique_question_ids",

@@ -31,6 +31,8 @@ from dagster._core.events import DagsterEventType
 from finmath_assets import runs
 from finmath_assets_tests.conftest import MATERIALIZE_ALL
 
+pytestmark = pytest.mark.slow  # kills real Dagster runs and processes
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REAP = [str(BIN / "python"), "-m", "finmath_assets.runs", "reap"]  # the Makefile's line

@@ -71,6 +71,7 @@ def test_record_text_and_cache_key() -> None:
     assert len(text_hash(text, "m1")) == 64
 
 
+@pytest.mark.slow  # exports and runs the model in another backend
 def test_onnx_backend_embeds_like_torch_on_real_records(
     embedder: Embedder, torch_embedder: Embedder, real_validation, real_test
 ) -> None:
@@ -98,6 +99,7 @@ def test_the_backend_is_part_of_the_model_id() -> None:
         Embedder(backend="onnx")
 
 
+@pytest.mark.slow  # exports and runs the model in another backend
 def test_onnx_export_happens_once_and_is_checked(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", model_cache_dir=tmp_path / "models")
     first = settings.embedder().load()
@@ -131,6 +133,7 @@ def test_onnx_backend_refuses_a_pipeline_it_cannot_reproduce(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.slow  # exports and runs the model in another backend
 def test_int8_backend_is_a_different_model_with_close_vectors(
     embedder: Embedder, real_validation
 ) -> None:

@@ -12,14 +12,17 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
 from finmath_assets.core.features import feature_columns, features_from_request
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
-from finmath_assets.defs.finmath.checks import CHECKS
 from finmath_assets.defs.constants import LLM_ASSETS, MODEL_ASSETS, MONITORING_ASSETS
+from finmath_assets.defs.finmath.checks import CHECKS
 from finmath_assets.defs.market.checks import MARKET_CHECKS
 from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materialize
+
+pytestmark = pytest.mark.slow  # materialises the real data (and runs make run)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = [

@@ -30,6 +30,8 @@ from finmath_assets_tests.conftest import (
 )
 from finmath_assets_tests.postgres import Postgres, throwaway_postgres
 
+pytestmark = pytest.mark.slow  # PostgreSQL, an MLflow server and the service as processes
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "finmath-answer-regressor"

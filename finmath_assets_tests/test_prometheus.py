@@ -13,6 +13,8 @@ import pytest
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import free_port, service_process
 
+pytestmark = pytest.mark.slow  # a real Prometheus and the service as processes
+
 PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "docker" / "prometheus"
 
 

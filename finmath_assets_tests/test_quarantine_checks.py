@@ -22,6 +22,8 @@ from finmath_assets.defs.finmath.checks import rejected_records_within_limit
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Receiver, read_alerts
 
+pytestmark = pytest.mark.slow  # materialises assets and runs their checks
+
 CHECK = "quarantine_within_limit"
 HISTORY_DAY = "2013-03-01"  # the bundled history's last day (a Friday)
 BAD_DAY, GOOD_DAY = "2013-03-04", "2013-03-05"  # the next trading days, from landing files

@@ -42,6 +42,7 @@ def test_the_fallback_is_chosen_only_when_asked_or_when_bubblewrap_cannot_run(
     assert result.isolation == sandbox.LABELS["seccomp"]
 
 
+@pytest.mark.slow  # hundreds of sandboxed processes or a wall-clock wait
 def test_every_gold_program_runs_and_reproduces_its_ground_truth(
     real_validation, limits: Limits
 ) -> None:
@@ -63,6 +64,7 @@ def test_every_gold_program_runs_and_reproduces_its_ground_truth(
     assert {r.isolation for r in results} == {sandbox.LABELS[limits.isolation]}
 
 
+@pytest.mark.slow  # hundreds of sandboxed processes or a wall-clock wait
 def test_an_infinite_loop_is_killed_at_the_wall_clock_limit(limits: Limits) -> None:
     started = time.perf_counter()
     result = run_solution(
@@ -175,6 +177,7 @@ def test_a_program_cannot_signal_the_caller_in_the_fallback() -> None:
     assert result.status == "error" and "Operation not permitted" in result.output
 
 
+@pytest.mark.slow  # hundreds of sandboxed processes or a wall-clock wait
 def test_the_fallback_works_in_a_fresh_process_without_bubblewrap_on_path(tmp_path: Path) -> None:
     """The way `make run` meets it on a host without bubblewrap: torch and onnxruntime loaded,
     ``auto`` isolation, bwrap not on PATH."""
