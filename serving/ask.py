@@ -1,6 +1,7 @@
-"""``POST /ask``: a question and its tables answered by the configured LLM with
-program-of-thought (``finmath_assets.core.llm.answering``: retrieval of solved examples, the
-model's program run in the sandbox). The service reads the example bank from the exported
+"""The logic behind ``POST /ask`` (the route is ``serving/routes/ask.py``): a question and its
+tables answered by the configured LLM with program-of-thought
+(``finmath_assets.core.llm.answering``: retrieval of solved examples, the model's program run in
+the sandbox). The service reads the example bank from the exported
 ``processed/solved_examples.parquet`` (never the warehouse) and embeds with the embedder it
 already holds for ``/predict``, so the vectors are comparable with the bank's.
 
@@ -12,17 +13,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.client import LLMClient
-from finmath_assets.core.llm.retrieval import ExampleBank, ExampleBankError
+from finmath_assets.core.llm.retrieval import SOLVED_EXAMPLES_FILE, ExampleBank, ExampleBankError
 from finmath_assets.core.sandbox import Limits
 from finmath_assets.settings import Settings
 
 log = logging.getLogger(__name__)
-SOLVED_EXAMPLES = "solved_examples.parquet"  # written by the solved_examples asset
 
 
 class NoEndpointError(RuntimeError):
@@ -36,16 +36,16 @@ class NoEndpointError(RuntimeError):
 @dataclass
 class Asker:
     settings: Settings
-    embedder: Any  # the service's Embedder
+    embedder: Embedder  # the service's, the one /predict uses
     client: LLMClient | None
     bank: ExampleBank | None
     bank_error: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, embedder: Any) -> Asker:
+    def from_settings(cls, settings: Settings, embedder: Embedder) -> Asker:
         bank, error = None, None
         try:
-            bank = ExampleBank.read_parquet(settings.processed_dir / SOLVED_EXAMPLES)
+            bank = ExampleBank.read_parquet(settings.processed_dir / SOLVED_EXAMPLES_FILE)
             if bank.model_id != embedder.model_id:
                 error = (
                     f"the example bank was embedded with {bank.model_id!r}, this service embeds "
@@ -56,7 +56,9 @@ class Asker:
             error = str(exc)
         if error:
             log.warning("/ask without retrieval: %s", error)
-        client = LLMClient.from_settings(settings) if settings.llm_base_url else None
+        client = (
+            LLMClient.from_config(settings.llm_client_config()) if settings.llm_base_url else None
+        )
         if client is None:
             log.warning("/ask answers 503: FINMATH_LLM_BASE_URL is not set")
         return cls(settings, embedder, client, bank, error)
@@ -102,7 +104,3 @@ class Asker:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
-
-
-def bank_path(settings: Settings) -> Path:
-    return settings.processed_dir / SOLVED_EXAMPLES
