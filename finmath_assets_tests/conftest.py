@@ -127,10 +127,16 @@ def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
 
 @contextlib.contextmanager
 def service_process(
-    settings: Settings, tmp_path: Path, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    probe: str = "/ready",
 ) -> Iterator[str]:
     """``uvicorn serving.app:app`` as its own process (the load test's client then does not
-    share the server's GIL), configured through the environment like ``make serve``."""
+    share the server's GIL), configured through the environment like ``make serve``; its log is
+    ``tmp_path/uvicorn.log``. Up once ``probe`` answers 200 (``/health`` for a service that
+    waits for its model)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FINMATH_")},
@@ -144,7 +150,7 @@ def service_process(
         env=env,
         log_path=tmp_path / "uvicorn.log",
         url=f"http://127.0.0.1:{port}",
-        probe="/ready",
+        probe=probe,
     ) as url:
         yield url
 

@@ -23,7 +23,7 @@ from finmath_assets.core.market.prices import bundled_prices, validate_prices
 from finmath_assets.core.market.quarantine import rows_of
 from finmath_assets.core.market.registry import log_forecaster
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized, free_port, http_process
+from finmath_assets_tests.conftest import Materialized, service_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ST_LEFTOVERS = {".schemathesis", ".hypothesis", "schemathesis-report"}  # what st writes in cwd
@@ -91,7 +91,7 @@ def home(materialized_real: Materialized, tmp_path_factory: pytest.TempPathFacto
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    """A child's environment: nothing from FINMATH_, SCHEMATHESIS_, HYPOTHESIS_ or a proxy."""
+    """``st``'s environment: nothing from FINMATH_, SCHEMATHESIS_, HYPOTHESIS_ or a proxy."""
     drop = ("FINMATH_", "SCHEMATHESIS_", "HYPOTHESIS_")
     env = {
         k: v
@@ -105,22 +105,12 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def service(request, home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``champion``: answer model, volume forecaster, no LLM endpoint. ``no_model``: the same
     store but an alias with no version, so ``/predict`` and ``/ready`` answer 503."""
-    env = _clean_env(
-        FINMATH_HOME=str(home),
-        FINMATH_MODEL_CACHE_DIR=os.environ["FINMATH_MODEL_CACHE_DIR"],  # set by conftest
-        HF_HUB_OFFLINE="1",
-    )
+    settings = Settings(home=home, hf_cache_dir=home.parent / "hf")
+    env = {}
     if request.param == "no_model":
-        env |= {"FINMATH_SERVING_WAIT_FOR_MODEL": "true", "FINMATH_SERVING_MODEL_ALIAS": "absent"}
-    port = free_port()
+        env = {"FINMATH_SERVING_WAIT_FOR_MODEL": "true", "FINMATH_SERVING_MODEL_ALIAS": "absent"}
     logs = tmp_path_factory.mktemp(f"openapi-{request.param}")
-    with http_process(
-        [sys.executable, "-m", "uvicorn", "serving.app:app", "--port", str(port)],
-        env=env,
-        log_path=logs / "uvicorn.log",
-        url=f"http://127.0.0.1:{port}",
-        probe="/health",
-    ) as url:
+    with service_process(settings, logs, extra_env=env, probe="/health") as url:
         assert httpx.get(f"{url}/ready").status_code == (
             503 if request.param == "no_model" else 200
         )
