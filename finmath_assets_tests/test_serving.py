@@ -151,6 +151,76 @@ def test_oversized_and_malformed_bodies(service: Service) -> None:
     assert response.status_code == 422 and "items" in response.text
 
 
+# every limit of ServingSettings set below what the bodies of LIMITED use
+SMALL_LIMITS = ServingSettings(
+    max_question_chars=20,
+    max_tables=1,
+    max_table_chars=10,
+    max_batch_items=2,
+    forecast_max_tickers=1,
+    forecast_max_horizon=3,
+)
+QUESTION = "What is 5% of $1,000 over 3 years?"  # 34 characters
+# route -> (a body within the default limits, the loc of each field over SMALL_LIMITS)
+LIMITED = {
+    "/predict": (
+        {"question": QUESTION, "tables": ["| a | b |", "| 1 | 2 |"], "topic": "Accounting"},
+        [["body", "question"], ["body", "tables"]],
+    ),
+    "/predict/batch": (
+        {"items": [{"question": "q", "topic": "Accounting"}] * 3},
+        [["body", "items"]],
+    ),
+    "/ask": (
+        {"question": QUESTION, "tables": ["| a long table |"]},
+        [["body", "question"], ["body", "tables", 0]],
+    ),
+    "/forecast": (
+        {"tickers": ["AAPL", "IBM"], "horizon": 5},
+        [["body", "tickers"], ["body", "horizon"]],
+    ),
+}
+
+
+def test_request_limits_are_those_given_to_create_app(
+    service: Service, registry_copy: Settings
+) -> None:
+    """``create_app(serving=ServingSettings(...))`` validates and documents its own limits: a
+    body that the default app accepts is a 422 naming each field over the small limits."""
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        for route, (body, _) in LIMITED.items():
+            # 200, or the route's documented refusal of a valid body (no forecaster, no LLM)
+            assert http.post(route, json=body).status_code in (200, 404, 503), route
+    with (
+        Service(registry_copy, SMALL_LIMITS) as small,
+        httpx.Client(base_url=small.url, timeout=30) as http,
+    ):
+        for route, (body, locs) in LIMITED.items():
+            response = http.post(route, json=body)
+            assert response.status_code == 422, (route, response.text)
+            detail = response.json()["detail"]
+            assert [d["loc"] for d in detail] == locs, (route, detail)
+        question = http.post("/predict", json={**LIMITED["/predict"][0], "tables": []})
+        assert question.json()["detail"] == [
+            {
+                "type": "string_too_long",
+                "loc": ["body", "question"],
+                "msg": "String should have at most 20 characters",
+                "input": QUESTION,
+                "ctx": {"max_length": 20},
+            }
+        ]
+        short = {"question": "What is 5% of $100?", "tables": ["| 5 |"], "topic": "Accounting"}
+        assert http.post("/predict", json=short).status_code == 200
+        schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["PredictRequest"]["properties"]["question"]["maxLength"] == 20
+    assert schemas["PredictRequest"]["properties"]["tables"]["items"]["maxLength"] == 10
+    assert schemas["BatchRequest"]["properties"]["items"]["maxItems"] == 2
+    assert schemas["AskRequest"]["properties"]["tables"]["maxItems"] == 1
+    assert schemas["ForecastRequest"]["properties"]["tickers"]["maxItems"] == 1
+    assert schemas["ForecastRequest"]["properties"]["horizon"]["maximum"] == 3
+
+
 def test_health_ready_model_and_openapi(service: Service) -> None:
     with httpx.Client(base_url=service.url, timeout=30) as client:
         assert client.get("/health").json() == {"status": "ok"}

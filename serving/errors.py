@@ -1,10 +1,12 @@
 """Malformed requests get a 4xx that names the problem, never a 5xx.
 
-``strict_json_route`` is FastAPI's documented custom ``APIRoute``: its request reads the body
-with a size limit (413), refuses a non-JSON ``Content-Type`` (415) and parses RFC 8259 JSON only
-(422): UTF-8, no ``NaN``/``Infinity`` or numbers that overflow to them, no lone surrogates, no
-runaway nesting. ``validation_error_handler`` keeps ``type``, ``loc`` and ``msg`` and echoes
-``input`` only when it is small strict JSON (FastAPI's default fails on ``NaN`` or ``"\\ud800"``).
+``StrictJSONRoute`` is FastAPI's documented custom ``APIRoute``, the ``route_class`` of every
+router in ``serving/routes/``: its request reads the body with the app's size limit (413,
+``FINMATH_SERVING_MAX_BODY_BYTES``), refuses a non-JSON ``Content-Type`` (415) and parses RFC 8259
+JSON only (422): UTF-8, no ``NaN``/``Infinity`` or numbers that overflow to them, no lone
+surrogates, no runaway nesting. ``validation_error_handler`` keeps ``type``, ``loc`` and ``msg``
+and echoes ``input`` only when it is small strict JSON (FastAPI's default fails on ``NaN`` or
+``"\\ud800"``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+
+from serving.deps import serving_settings
 
 JSON_MEDIA_TYPE = "application/json"
 MAX_ECHO_CHARS = 200  # the longest ``input`` or ``ctx`` value echoed back
@@ -54,7 +58,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _walk(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple, Any]]:
+def _walk(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
     """Every value and object key below ``value`` with its path (iterative: no recursion)."""
     stack = [(path, value)]
     while stack:
@@ -144,47 +150,52 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def strict_json_route(max_body_bytes: int) -> type[APIRoute]:
-    """The ``APIRoute`` class for ``app.router.route_class``: bodies through ``parse_json``."""
+class StrictJSONRequest(Request):
+    """A request whose body is at most ``max_body_bytes`` and whose JSON is strict."""
 
-    class StrictJSONRequest(Request):
-        async def body(self) -> bytes:
-            if not hasattr(self, "_body"):  # Starlette's cache, as in FastAPI's GzipRequest
-                chunks, size = [], 0
-                async for chunk in self.stream():
-                    size += len(chunk)
-                    if size > max_body_bytes:  # a chunked body declares no length
-                        raise HTTPException(
-                            status_code=413,
-                            detail=f"body exceeds the limit of {limit_message(max_body_bytes)}",
-                        )
-                    chunks.append(chunk)
-                self._body = b"".join(chunks)
-            return self._body
+    def __init__(self, request: Request, max_body_bytes: int) -> None:
+        super().__init__(request.scope, request.receive)
+        self.max_body_bytes = max_body_bytes
 
-        async def json(self) -> Any:
-            return parse_json(await self.body())
-
-    class StrictJSONRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-            if self.body_field is None:
-                return handler
-
-            async def strict_handler(request: Request) -> Response:
-                request = StrictJSONRequest(request.scope, request.receive)
-                content_type = request.headers.get("content-type", "")
-                if not _is_json(content_type) and await request.body():
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):  # Starlette's cache, as in FastAPI's GzipRequest
+            chunks, size = [], 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if size > self.max_body_bytes:  # a chunked body declares no length
                     raise HTTPException(
-                        status_code=415,
-                        detail=f"Content-Type must be {JSON_MEDIA_TYPE}, got "
-                        f"{content_type[:100]!r}",
+                        status_code=413,
+                        detail=f"body exceeds the limit of {limit_message(self.max_body_bytes)}",
                     )
-                return await handler(request)
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
 
-            return strict_handler
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):  # parsed once: FastAPI, then the limits (serving/deps.py)
+            self._json = parse_json(await self.body())
+        return self._json
 
-    return StrictJSONRoute
+
+class StrictJSONRoute(APIRoute):
+    """Bodies through ``StrictJSONRequest``, with the limit of the app serving the request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def strict_handler(request: Request) -> Response:
+            request = StrictJSONRequest(request, serving_settings(request).max_body_bytes)
+            content_type = request.headers.get("content-type", "")
+            if not _is_json(content_type) and await request.body():
+                raise HTTPException(
+                    status_code=415,
+                    detail=f"Content-Type must be {JSON_MEDIA_TYPE}, got {content_type[:100]!r}",
+                )
+            return await handler(request)
+
+        return strict_handler
 
 
 def _echo(value: Any) -> Any:

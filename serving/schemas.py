@@ -1,19 +1,21 @@
-"""Request and response bodies. Limits come from ``ServingSettings`` (read once at import)."""
+"""Request and response bodies of every route, and the error bodies they document.
+
+The request models hold the rules that never change (types, patterns, unknown fields refused). Their
+size limits are each app's own, from the ``ServingSettings`` given to ``create_app``:
+``serving/limits.py`` adds them, for validation and for ``/openapi.json``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from finmath_assets.core.market.forecasting import Target
 from finmath_assets.core.records import Topic
-from serving.settings import ServingSettings
 
-_LIMITS = ServingSettings()
-
-EXAMPLE = {
+EXAMPLE: dict[str, JsonValue] = {
     "question": "A business swapped a truck bought three years ago for land. The truck cost "
     "$57,000 and is depreciated at 20% a year (declining balance); the land's fair value is "
     "$21,000. What gain or loss does it record?",
@@ -24,14 +26,16 @@ EXAMPLE = {
     "topic": "Accounting",
 }
 
-TableText = Annotated[str, StringConstraints(max_length=_LIMITS.max_table_chars)]
+# the fixed rules of the fields that also have a limit (serving/limits.py restates the field with
+# the app's limit added)
+Question = Annotated[str, Field(min_length=1)]
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
-    question: str = Field(min_length=1, max_length=_LIMITS.max_question_chars)
-    tables: list[TableText] = Field(default_factory=list, max_length=_LIMITS.max_tables)
+    question: Question
+    tables: list[str] = Field(default_factory=list)
     topic: Topic
 
 
@@ -47,7 +51,7 @@ class BatchRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"items": [EXAMPLE]}]}
     )
 
-    items: list[PredictRequest] = Field(min_length=1, max_length=_LIMITS.max_batch_items)
+    items: list[PredictRequest] = Field(min_length=1)
 
 
 class BatchResponse(BaseModel):
@@ -79,6 +83,9 @@ class Readiness(BaseModel):
 
 # the ticker rule of the price feed (finmath_assets.core.market.prices.PriceBar)
 Ticker = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9.\-]{0,9}$")]
+# uniqueItems: what ForecastRequest._unique enforces
+Tickers = Annotated[list[Ticker], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
+Horizon = Annotated[int, Field(ge=1, description="Business days.")]
 
 
 class ForecastRequest(BaseModel):
@@ -90,12 +97,8 @@ class ForecastRequest(BaseModel):
         },
     )
 
-    tickers: list[Ticker] = Field(
-        min_length=1,
-        max_length=_LIMITS.forecast_max_tickers,
-        json_schema_extra={"uniqueItems": True},  # what _unique enforces
-    )
-    horizon: int = Field(ge=1, le=_LIMITS.forecast_max_horizon, description="Business days.")
+    tickers: Tickers
+    horizon: Horizon
     target: Target = "log_volume"
 
     @field_validator("horizon", mode="before")
@@ -161,8 +164,8 @@ class AskRequest(BaseModel):
         json_schema_extra={"examples": [{k: v for k, v in EXAMPLE.items() if k != "topic"}]},
     )
 
-    question: str = Field(min_length=1, max_length=_LIMITS.max_question_chars)
-    tables: list[TableText] = Field(default_factory=list, max_length=_LIMITS.max_tables)
+    question: Question
+    tables: list[str] = Field(default_factory=list)
 
 
 class RetrievedExample(BaseModel):
