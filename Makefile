@@ -114,7 +114,7 @@ llm-local: $(INSTALLED)
 	@echo "export $(LLM_ENV)"
 
 test-llm: llm-local
-	$(LLM_ENV) $(BIN)/python -m pytest finmath_assets_tests/llm_local
+	$(LLM_ENV) $(BIN)/python -m pytest finmath_assets_tests/llm_local/live
 
 eval-llm: llm-local dagster-home
 	$(LLM_ENV) $(BIN)/dagster asset materialize --select 'llm/llm_qa_eval' -m finmath_assets.definitions \

@@ -32,6 +32,16 @@ from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.settings import Settings
 
+# Fixtures that build the real graph: a test asking for one is slow, marked or not, so a new test
+# on them cannot slip into `make test-fast` (pytest -m "not slow").
+SLOW_FIXTURES = {"materialized_real", "warm_copy", "registry_copy"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def real_validation() -> list[dict]:

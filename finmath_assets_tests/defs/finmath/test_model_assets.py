@@ -17,6 +17,8 @@ from finmath_assets.core.registry import CHALLENGER, CHAMPION, load_model, versi
 from finmath_assets.defs.resources import MlflowTrackingResource
 from finmath_assets_tests.conftest import Materialized, materialize
 
+pytestmark = pytest.mark.slow  # reads the real materialisation, retrains and registers
+
 MODEL = "finmath-answer-regressor"
 
 

@@ -12,7 +12,7 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from serving.metrics import ServiceMetrics
 
-GRAFANA = Path(__file__).resolve().parents[1] / "docker" / "grafana"
+GRAFANA = Path(__file__).resolve().parents[2] / "docker" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "finmath.json"
 
 

@@ -31,6 +31,8 @@ from finmath_assets.defs.market.partitions import TRADING_DAYS
 from finmath_assets.defs.resources import WarehouseResource
 from finmath_assets.settings import Settings
 
+pytestmark = pytest.mark.slow  # backfills the bundled history with Dagster
+
 START, END = "2011-09-01", "2013-03-01"  # ~390 trading days: enough for a 10-origin backtest
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": START,

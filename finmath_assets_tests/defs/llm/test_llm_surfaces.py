@@ -21,9 +21,11 @@ from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, service_process
 from finmath_assets_tests.llm_stub import LLMStub, Reply
 
+pytestmark = pytest.mark.slow  # materialises assets and starts the service
+
 VALIDATION = json.loads(
     (
-        Path(__file__).resolve().parents[1] / "finmath_assets/data/financemath/validation.json"
+        Path(__file__).resolve().parents[3] / "finmath_assets/data/financemath/validation.json"
     ).read_text(encoding="utf-8")
 )
 BY_QUESTION = {record["question"]: record for record in VALIDATION}

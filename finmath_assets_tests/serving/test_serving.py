@@ -22,6 +22,8 @@ from serving.app import create_app
 from serving.model_state import ModelCompatibilityError, ModelState, check_compatible
 from serving.settings import ServingSettings
 
+pytestmark = pytest.mark.slow  # the service under uvicorn on the real registry
+
 MODEL = "finmath-answer-regressor"
 
 

@@ -26,7 +26,7 @@ from finmath_assets.core.llm.scoring import (
 )
 from finmath_assets_tests.conftest import system_binary
 
-FIXTURES = Path(__file__).parent / "fixtures" / "financemath_pot"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "financemath_pot"
 MODELS = ("gpt-4o", "Meta-Llama-3_1-8B-Instruct")
 
 

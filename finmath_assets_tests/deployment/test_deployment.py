@@ -15,7 +15,7 @@ import yaml
 
 from finmath_assets_tests.conftest import compose_example_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "docker-compose.yml"
 OVERRIDES = sorted((DOCKER / "scale-out").glob("docker-compose.*.yml"))

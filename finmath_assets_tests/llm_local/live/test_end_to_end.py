@@ -13,7 +13,7 @@ from finmath_assets.core.llm.retrieval import Example, ExampleBank
 from finmath_assets.core.llm.scoring import PAPER_LIMITS, gold_answer, score_output
 from finmath_assets.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUESTIONS = 3
 
 

@@ -25,7 +25,9 @@ from finmath_assets.core.market.registry import log_forecaster
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, service_process
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # the service under uvicorn and schemathesis
+
+ROOT = Path(__file__).resolve().parents[2]
 ST_LEFTOVERS = {".schemathesis", ".hypothesis", "schemathesis-report"}  # what st writes in cwd
 POST_ROUTES = ["/predict", "/predict/batch", "/ask", "/forecast"]
 # the only 5xx a route may answer, each documented: no model, no LLM endpoint, no forecaster

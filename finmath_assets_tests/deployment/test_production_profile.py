@@ -32,7 +32,7 @@ from finmath_assets_tests.postgres import Postgres, throwaway_postgres
 
 pytestmark = pytest.mark.slow  # PostgreSQL, an MLflow server and the service as processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODEL = "finmath-answer-regressor"
 

@@ -24,7 +24,7 @@ from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materia
 
 pytestmark = pytest.mark.slow  # materialises the real data (and runs make run)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 ASSETS = [
     "raw_records",
     "validated_records",

@@ -1,7 +1,7 @@
 """One local llama.cpp server for the session, through `python -m finmath_assets.llm_local`.
 
 These tests are collected only when asked for: when a path under this folder is named on the
-command line (`pytest finmath_assets_tests/llm_local`, as `make test-llm` does) or with
+command line (`pytest finmath_assets_tests/llm_local/live`, as `make test-llm` does) or with
 FINMATH_LLM_TESTS=1. A plain `pytest` (the default suite) skips the folder, so it never starts
 a 2 GB model server.
 
@@ -30,7 +30,7 @@ from finmath_assets.llm_local.paths import default_cache, state_paths
 from finmath_assets.llm_local.server import MODEL_ALIAS
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 # generous: the first run builds llama-cpp-python from source (~5 min on 2 cores)
 SETUP_TIMEOUT_SECONDS = 1800
 

@@ -134,6 +134,7 @@ def test_series_are_gap_free_business_days(bundled: pd.DataFrame, target: str) -
         series_frame(bundled, "price")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # rolling-origin backtests
 def test_the_forecaster_beats_seasonal_naive_on_volume(bundled: pd.DataFrame) -> None:
     # the protocol (h=5, 50 weekly origins), trained once before the first origin to
     # keep the suite fast; `make bench-forecast` refits at every origin
@@ -147,6 +148,7 @@ def test_the_forecaster_beats_seasonal_naive_on_volume(bundled: pd.DataFrame) ->
         backtest(series_frame(bundled[bundled["ticker"] == "FB"], "log_volume"))
 
 
+@pytest.mark.slow  # rolling-origin backtests
 def test_returns_are_honestly_compared_with_the_random_walk(bundled: pd.DataFrame) -> None:
     series = series_frame(bundled, "log_return")
     result = backtest(series, BacktestConfig(refit=False), zero_baseline=True)

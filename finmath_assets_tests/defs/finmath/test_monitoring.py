@@ -19,6 +19,8 @@ from finmath_assets.defs.finmath.sensors import build_inference_log_sensor
 from finmath_assets_tests.conftest import Materialized, materialize
 from serving.inference_log import InferenceLogWriter
 
+pytestmark = pytest.mark.slow  # Evidently reports on the real materialised features
+
 
 @pytest.fixture(scope="module")
 def real_features(materialized_real: Materialized) -> pd.DataFrame:

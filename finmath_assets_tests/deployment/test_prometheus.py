@@ -15,7 +15,7 @@ from finmath_assets_tests.conftest import free_port, service_process
 
 pytestmark = pytest.mark.slow  # a real Prometheus and the service as processes
 
-PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "docker" / "prometheus"
+PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "docker" / "prometheus"
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess:

@@ -32,6 +32,8 @@ from finmath_assets.core.market.registry import load_forecaster, log_forecaster
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, service_process
 
+pytestmark = pytest.mark.slow  # trains forecasters, the service under uvicorn
+
 TICKERS = ["AAPL", "IBM"]  # two of the four bundled tickers keep fitting quick
 QUESTION = {"question": "What is 5% of $1,000?", "tables": [], "topic": "Accounting"}
 

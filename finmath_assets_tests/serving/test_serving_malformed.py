@@ -15,6 +15,8 @@ import pytest
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, service_process
 
+pytestmark = pytest.mark.slow  # the service under uvicorn
+
 X = "__X__"  # where a case puts its bad literal
 ROUTES = {  # a valid body with X in one field, and that field's loc
     "/predict": (
