@@ -488,8 +488,14 @@ def test_stop_never_signals_a_process_that_is_not_a_llama_server(
 def test_stop_ends_the_server_named_in_the_pid_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # a stand-in whose command line names llama_cpp.server, as the real one's does
-    code = "import time; time.sleep(120)"
+    # a stand-in whose command line names llama_cpp.server, as the real one's does. It restores
+    # SIGTERM's default action and unblocks it: an ignored or blocked signal is inherited across
+    # exec, and in the full suite the pytest process had SIGTERM so (the stand-in outlived the
+    # SIGTERM and got stop's SIGKILL 20 s later); stop itself is what is under test here
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM}); time.sleep(120)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, "llama_cpp.server"])
     try:
         pid_file, state_file, _ = state_paths(tmp_path, 8998)
