@@ -345,11 +345,11 @@ def test_bounded_load_gives_no_errors(
     registry_copy: Settings, materialized_real: Materialized, tmp_path: Path
 ) -> None:
     bodies = [_body(r) for r in _records(materialized_real, "test", 1000)]
-    total, concurrency = 2000, 16
+    total, concurrency = 800, 16
     statuses: list[int] = []
 
     async def load(url: str) -> None:
-        requests = iter(range(total))  # bounded: 2,000 requests shared by 16 workers
+        requests = iter(range(total))  # bounded: 800 requests shared by 16 workers
 
         async def worker(http: httpx.AsyncClient) -> None:
             for i in requests:
