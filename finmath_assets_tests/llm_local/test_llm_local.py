@@ -489,14 +489,18 @@ def test_stop_ends_the_server_named_in_the_pid_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # a stand-in whose command line names llama_cpp.server, as the real one's does. It restores
-    # SIGTERM's default action and unblocks it: an ignored or blocked signal is inherited across
-    # exec, and in the full suite the pytest process had SIGTERM so (the stand-in outlived the
-    # SIGTERM and got stop's SIGKILL 20 s later); stop itself is what is under test here
+    # SIGTERM's default action and says so before stop is called. An ignored SIGTERM is inherited
+    # across exec, so one that arrives while the stand-in is still starting can be lost: in the
+    # full suite on a busy machine stop's SIGKILL fallback ended it 20 s later instead
     code = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
-        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM}); time.sleep(120)"
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM}); "
+        "print('ready', flush=True); time.sleep(120)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, "llama_cpp.server"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "llama_cpp.server"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     try:
         pid_file, state_file, _ = state_paths(tmp_path, 8998)
         pid_file.write_text(f"{proc.pid}\n")
