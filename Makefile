@@ -77,8 +77,8 @@ serve: $(INSTALLED)
 test: system-deps $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# no Dagster materialisation, no trained model, no process or service started: needs no system-deps
-test-fast: $(INSTALLED)
+# no Dagster materialisation, no trained model, no server started (the sandbox tests need bwrap)
+test-fast: system-deps $(INSTALLED)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(INSTALLED)
