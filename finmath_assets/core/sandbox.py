@@ -182,10 +182,20 @@ def _filter(kind: Literal["bubblewrap", "seccomp"]) -> bytes:
         return out.read()
 
 
+def _symlink_chain(path: Path) -> list[Path]:
+    """``path`` and every link it passes through to the real file (``.venv/bin/python`` ->
+    ``python3`` -> a PATH folder's ``python3`` -> ``/usr/bin/python3.11``)."""
+    chain = [path]
+    while chain[-1].is_symlink() and len(chain) < 40:
+        chain.append(chain[-1].parent / chain[-1].readlink())
+    return chain
+
+
 def _interpreter_paths_under_tmp() -> list[str]:
     """The interpreter's folders that the private ``/tmp`` would hide (a checkout or venv under
-    /tmp, as in a CI clone): bound back in, read-only."""
-    paths = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent)}
+    /tmp, as in a CI clone, or a link to the interpreter kept there): bound back in, read-only."""
+    paths = {sys.prefix, sys.base_prefix}
+    paths |= {str(link.parent) for link in _symlink_chain(Path(sys.executable).absolute())}
     return sorted(p for p in paths if Path(p).resolve().is_relative_to("/tmp"))
 
 

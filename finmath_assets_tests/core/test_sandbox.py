@@ -193,3 +193,17 @@ def test_the_fallback_works_in_a_fresh_process_without_bubblewrap_on_path(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok 2.0 seccomp (weaker: no namespaces, filesystem readable)"
+
+
+def test_an_interpreter_reached_through_links_under_tmp_still_runs_in_bubblewrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a venv whose python links to a python3 kept in another folder under /tmp (a PATH of links,
+    # say): bubblewrap's private /tmp would hide both links unless they are bound back in
+    (tmp_path / "links").mkdir()
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "links" / "python3").symlink_to(Path(sys.executable).resolve())
+    (tmp_path / "venv" / "bin" / "python").symlink_to(tmp_path / "links" / "python3")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python"))
+    result = run_solution("def solution():\n    return 7\n", Limits(isolation="bubblewrap"))
+    assert (result.status, result.value) == ("ok", 7.0), result.output
