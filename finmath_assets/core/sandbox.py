@@ -196,7 +196,10 @@ def _interpreter_paths_under_tmp() -> list[str]:
     /tmp, as in a CI clone, or a link to the interpreter kept there): bound back in, read-only."""
     paths = {sys.prefix, sys.base_prefix}
     paths |= {str(link.parent) for link in _symlink_chain(Path(sys.executable).absolute())}
-    return sorted(p for p in paths if Path(p).resolve().is_relative_to("/tmp"))
+    # a path under /tmp, or a link under /tmp to elsewhere (a venv linked into a worktree)
+    return sorted(
+        p for p in paths if any(q.is_relative_to("/tmp") for q in (Path(p), Path(p).resolve()))
+    )
 
 
 def _command(folder: Path, kind: Literal["bubblewrap", "seccomp"]) -> list[str]:
