@@ -25,7 +25,18 @@ FRESHNESS_ASSETS = tuple(
 
 
 def downstream_condition() -> dg.AutomationCondition:
-    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    """``eager()`` on change, not on activity: a dependency counts as updated only when its data
+    version changed (a re-ingest of identical records changes none), and an asset whose own code
+    version changed is rebuilt; still only once its dependencies' blocking checks pass."""
+    return (
+        dg.AutomationCondition.eager()
+        .replace("newly_updated", dg.AutomationCondition.data_version_changed())
+        .replace(
+            "newly_missing",
+            dg.AutomationCondition.newly_missing() | dg.AutomationCondition.code_version_changed(),
+        )
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    )
 
 
 def with_automation(

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from finmath_assets.defs.code_versions import load_versioned_assets
 from finmath_assets.defs.finmath import checks, jobs
 from finmath_assets.defs.finmath.assets import (
     embeddings,
@@ -20,7 +21,7 @@ ASSET_MODULES = [ingestion, tables, embeddings, features, model, monitoring]
 
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=with_automation(dg.load_assets_from_modules(ASSET_MODULES), settings),
+        assets=with_automation(load_versioned_assets(ASSET_MODULES), settings),
         asset_checks=checks.CHECKS,
         jobs=[jobs.FINMATH_JOB],
         sensors=[jobs.AUTOMATION_SENSOR, build_inference_log_sensor(settings.inference_log_dir)],

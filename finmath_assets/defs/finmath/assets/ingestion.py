@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from finmath_assets.core.checksums import content_digest
 from finmath_assets.core.records import RECORD_FIELDS, validate_records
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import FinanceMathSourceResource
@@ -49,7 +50,7 @@ def _payload(record: Mapping[str, Any]) -> str:
 )
 def raw_records(
     context: dg.AssetExecutionContext, financemath_source: FinanceMathSourceResource
-) -> pd.DataFrame:
+) -> dg.Output[pd.DataFrame]:
     loaded = financemath_source.load()
     frame = pd.DataFrame(
         {
@@ -72,13 +73,20 @@ def raw_records(
     context.log.info(
         f"loaded {len(frame)} rows from {loaded.provenance['location']}: {dict(per_split)}"
     )
-    context.add_output_metadata(
-        {
+    # the data version is the content, not the load: re-reading identical records gives the same
+    # version, and automation (``finmath.automation``) then requests nothing downstream
+    version = content_digest(
+        f"{row.split}\t{row.row_index}\t{row.payload}" for row in frame.itertuples(index=False)
+    )
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(version),
+        metadata={
             **{f"rows_{split}": count for split, count in per_split.items()},
             **loaded.provenance,
-        }
+            "content_sha256": version,
+        },
     )
-    return frame
 
 
 REJECTED_COLUMNS = ["split", "row_index", "question_id", "reasons", "payload"]

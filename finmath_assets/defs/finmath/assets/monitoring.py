@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from finmath_assets.core import monitoring
+from finmath_assets.core.checksums import content_digest
 from finmath_assets.core.features import ID_COLUMNS
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
@@ -30,20 +31,27 @@ DRIFT_HISTORY = f"{KEY_PREFIX}.drift_history"
     "predictions-*.jsonl): timestamp, request id, model version, prediction and the feature "
     "values as JSON. Lines that are not complete records are counted and listed in metadata.",
 )
-def inference_log(context: dg.AssetExecutionContext, monitor: MonitoringResource) -> pd.DataFrame:
+def inference_log(
+    context: dg.AssetExecutionContext, monitor: MonitoringResource
+) -> dg.Output[pd.DataFrame]:
     log = monitoring.read_inference_log(monitor.inference_log_path)
     for line in log.bad_lines:
         context.log.warning(f"inference log line skipped: {line}")
-    context.add_output_metadata(
-        {
+    # a source read from files: its data version is what it read, so the drift report downstream
+    # reruns when predictions were added, not when the same log is read again
+    version = content_digest(log.frame.to_csv(index=False).splitlines())
+    return dg.Output(
+        log.frame,
+        data_version=dg.DataVersion(version),
+        metadata={
             "rows": len(log.frame),
             "files": log.files,
             "bad_lines": len(log.bad_lines),
             "bad_line_examples": log.bad_lines[:20],
             "model_versions": sorted(log.frame["model_version"].astype(str).unique().tolist()),
-        }
+            "content_sha256": version,
+        },
     )
-    return log.frame
 
 
 def _append_history(warehouse: WarehouseResource, row: dict) -> None:
