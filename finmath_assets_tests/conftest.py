@@ -43,6 +43,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+# the event log dagster.yaml configures (finmath_assets/event_log.py): tests run on the storage
+# the project runs on
+PROJECT_EVENT_LOG = {
+    "event_log_storage": {
+        "module": "finmath_assets.event_log",
+        "class": "BatchingSqliteEventLogStorage",
+    }
+}
+
+
+def project_instance(**overrides: object) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
+    """``dg.instance_for_test`` with the project's event log storage."""
+    return dg.instance_for_test(overrides={**PROJECT_EVENT_LOG, **overrides})
+
+
 @pytest.fixture(scope="session")
 def real_validation() -> list[dict]:
     return json.loads((EMBEDDED_DATA_DIR / "validation.json").read_text())
@@ -107,7 +122,7 @@ def materialize(
 def materialized_real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materialized]:
     """The whole graph materialised once on the real 1,200 records (embeds every text)."""
     home = tmp_path_factory.mktemp("real") / "home"
-    with pytest.MonkeyPatch.context() as monkeypatch, dg.instance_for_test() as instance:
+    with pytest.MonkeyPatch.context() as monkeypatch, project_instance() as instance:
         yield materialize(home, monkeypatch, instance)
 
 

@@ -30,6 +30,7 @@ from finmath_assets.defs.market.checks import (
 from finmath_assets.defs.market.partitions import TRADING_DAYS
 from finmath_assets.defs.resources import WarehouseResource
 from finmath_assets.settings import Settings
+from finmath_assets_tests.conftest import project_instance
 
 pytestmark = pytest.mark.slow  # backfills the bundled history with Dagster
 
@@ -94,7 +95,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
         forecast_backtest_windows=10,
         forecast_backtest_refit=False,
     )
-    with pytest.MonkeyPatch.context() as monkeypatch, dg.instance_for_test() as instance:
+    with pytest.MonkeyPatch.context() as monkeypatch, project_instance() as instance:
         monkeypatch.setenv("FINMATH_HOME", str(home))
         defs = build_definitions(settings)
         started = time.perf_counter()
