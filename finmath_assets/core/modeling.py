@@ -65,6 +65,12 @@ def select_features(columns: Sequence[str], feature_set: FeatureSet) -> list[str
     raise ValueError(f"unknown feature set {feature_set!r}; use 'all' or 'no_embeddings'")
 
 
+def effective_params(params: LgbmParams | None = None, seed: int = 42) -> dict[str, object]:
+    """Every keyword argument :func:`build_estimator` gives ``LGBMRegressor``: the defaults, the
+    overrides in ``params``, the determinism settings and the seed."""
+    return {**DEFAULT_PARAMS, **(params or {}), **DETERMINISTIC_PARAMS, "random_state": seed}
+
+
 def build_estimator(
     params: LgbmParams | None = None, transform: TargetTransform = "signed_log", seed: int = 42
 ) -> TransformedTargetRegressor | LGBMRegressor:
@@ -72,11 +78,7 @@ def build_estimator(
     from sklearn.compose import TransformedTargetRegressor
 
     # LGBMRegressor's keyword arguments have precise types that a params mapping cannot carry
-    regressor = LGBMRegressor(
-        **{**DEFAULT_PARAMS, **(params or {})},  # type: ignore[arg-type]
-        **DETERMINISTIC_PARAMS,  # type: ignore[arg-type]
-        random_state=seed,
-    )
+    regressor = LGBMRegressor(**effective_params(params, seed))  # type: ignore[arg-type]
     if transform == "identity":
         return regressor
     if transform != "signed_log":

@@ -4,15 +4,24 @@ path, and loading a model by alias.
 Uses MLflow but no Dagster or FastAPI: the answer-model and forecaster assets log, register and
 promote with it (:func:`promote_challenger`), the serving service (and `batch_predictions`) load
 the champion with it.
+
+Reuse: every registered version carries a training key (:data:`TRAINING_KEY_TAG`, a SHA-256 of
+what it was trained on and with, :func:`training_key`). An asset that would train on the same key
+finds that version (:func:`version_by_training_key`) and reuses it instead of registering a copy;
+what it needs besides the model (e.g. the out-of-fold predictions) is a parquet artefact of the
+version's run (:func:`log_frame_artifact`, :func:`read_frame_artifact`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mlflow imports fastapi; keep importing this module framework-free
@@ -35,6 +44,9 @@ PROMOTED_TAG = "finmath.promoted"
 PROMOTION_REASON_TAG = "finmath.promotion_reason"
 CHALLENGER_METRIC_TAG = "finmath.challenger_metric"
 CHAMPION_METRIC_TAG = "finmath.champion_metric"
+# what a version was trained on and with (training_key): a version with the key is reused
+TRAINING_KEY_TAG = "finmath.training_key"
+CV_PREDICTIONS_ARTIFACT = "cv_predictions.parquet"  # the answer model's out-of-fold frame
 
 # The logged answer model pins exactly what it was trained with (no dependency inference).
 MODEL_PIP_REQUIREMENTS = [
@@ -132,6 +144,20 @@ class PromotionResult:
     champion_version: str | None  # the champion after the decision (None: still none)
 
 
+def champion_with_metric(
+    client: MlflowClient, name: str, metric: str
+) -> tuple[ModelVersion | None, float | None]:
+    """The current ``champion`` version of ``name`` and the ``metric`` of its run (``None`` when
+    there is no champion, or its run lacks the metric)."""
+    champion = version_by_alias(client, name, CHAMPION)
+    value = (
+        client.get_run(champion.run_id).data.metrics.get(metric)
+        if champion is not None and champion.run_id
+        else None
+    )
+    return champion, value
+
+
 def promote_challenger(
     client: MlflowClient,
     name: str,
@@ -143,6 +169,7 @@ def promote_challenger(
     metric_label: str | None = None,
     baseline_label: str = "the median baseline",
     greater_is_better: bool = False,
+    training_key: str | None = None,
 ) -> PromotionResult:
     """The one promotion path for every registered model (answer model and forecasters).
 
@@ -151,14 +178,10 @@ def promote_challenger(
     ``challenger``; it is compared with the ``metric`` of the current ``champion``'s run by
     :func:`decide_promotion` (``metric_label`` and ``baseline_label`` name them in the reason)
     and takes alias ``champion`` if it wins. The decision is tagged on the version's run and on
-    the model version.
+    the model version. ``training_key`` (:func:`training_key`) is tagged last, once the version
+    is complete: only then can :func:`version_by_training_key` find it for reuse.
     """
-    champion = version_by_alias(client, name, CHAMPION)
-    champion_metric = (
-        client.get_run(champion.run_id).data.metrics.get(metric)
-        if champion is not None and champion.run_id
-        else None
-    )
+    champion, champion_metric = champion_with_metric(client, name, metric)
     decision = decide_promotion(
         challenger_metric,
         champion_metric,
@@ -179,6 +202,8 @@ def promote_challenger(
         else f"{decision.champion_metric:.6f}",
     }
     run_id = client.get_model_version(name, version).run_id
+    if training_key is not None:
+        tags[TRAINING_KEY_TAG] = training_key  # last (dicts keep insertion order)
     for key, value in tags.items():
         if run_id:
             client.set_tag(run_id, key, value)
@@ -210,6 +235,7 @@ def log_answer_model(
     feature_set: FeatureSet,
     cv_folds: int,
     seed: int,
+    cv_predictions: pd.DataFrame | None = None,
 ) -> str:
     """Log the fitted answer model in the active MLflow run and register it as ``name``;
     returns the new version number.
@@ -217,8 +243,9 @@ def log_answer_model(
     Logs the LightGBM parameters (``lgbm_*``) and the training settings as params, the CV
     metrics of the model and the baselines (``cv_*``) and of every feature set
     (``cv_ablation_*``), the feature column list (:data:`FEATURE_COLUMNS_ARTIFACT`, which
-    :func:`load_model` reads back), and the model with signature, input example and
-    :data:`MODEL_PIP_REQUIREMENTS`.
+    :func:`load_model` reads back), the out-of-fold frame ``cv_predictions`` if given
+    (:data:`CV_PREDICTIONS_ARTIFACT`, read back when the version is reused), and the model with
+    signature, input example and :data:`MODEL_PIP_REQUIREMENTS`.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -248,6 +275,8 @@ def log_answer_model(
     )
     # a JSON list, as load_model reads it: log_dict writes any JSON value despite its annotation
     mlflow.log_dict(list(features.columns), FEATURE_COLUMNS_ARTIFACT)  # type: ignore[arg-type]
+    if cv_predictions is not None:
+        log_frame_artifact(cv_predictions, CV_PREDICTIONS_ARTIFACT)
     sample = features.head(20)
     info = mlflow.sklearn.log_model(
         estimator,
@@ -259,6 +288,148 @@ def log_answer_model(
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
     )
     return str(info.registered_model_version)
+
+
+def _json_default(value: object) -> object:
+    item = getattr(value, "item", None)  # numpy scalars: the same key as the Python value
+    return item() if callable(item) else str(value)
+
+
+def training_key(parts: Mapping[str, object]) -> str:
+    """SHA-256 of ``parts`` as canonical JSON (sorted keys, no spaces): equal parts, equal key.
+    Tagged on a registered version (:data:`TRAINING_KEY_TAG`) by :func:`promote_challenger`."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_digest(*files: str | Path) -> str:
+    """SHA-256 of the bytes of source ``files``: the code part of a training key."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(Path(file).read_bytes())
+    return digest.hexdigest()
+
+
+def answer_model_training_key(
+    *,
+    data_fingerprint: str,
+    row_ids: Sequence[str],
+    feature_columns: Sequence[str],
+    params: Mapping[str, object],
+    target_transform: str,
+    feature_set: str,
+    cv_folds: int,
+    seed: int,
+    embedding_model_id: str,
+) -> str:
+    """The answer model's :func:`training_key`: everything one training run reads.
+
+    ``data_fingerprint`` is ``core.modeling.data_fingerprint`` of the labelled rows (all the
+    feature columns the run cross-validates, not only the selected set: the ablation uses them
+    too) and their target; ``row_ids`` name those rows (the out-of-fold frame carries them);
+    ``params`` are the effective LightGBM parameters (``core.modeling.effective_params``). The
+    key also covers the pinned library versions and the source of ``core/modeling.py``.
+    """
+    from finmath_assets.core import modeling
+
+    return training_key(
+        {
+            "model": "answer_model",
+            "data": data_fingerprint,
+            "rows": hashlib.sha256("\x1f".join(row_ids).encode()).hexdigest(),
+            "feature_columns": list(feature_columns),
+            "params": dict(params),
+            "target_transform": target_transform,
+            "feature_set": feature_set,
+            "cv_folds": cv_folds,
+            "seed": seed,
+            "embedding_model_id": embedding_model_id,
+            "requirements": MODEL_PIP_REQUIREMENTS,
+            "code": source_digest(str(modeling.__file__)),
+        }
+    )
+
+
+def version_by_training_key(client: MlflowClient, name: str, key: str) -> ModelVersion | None:
+    """The newest ready version of ``name`` tagged with training key ``key``, or ``None``.
+
+    Asks the registry with a tag filter (works on the sqlite store and the MLflow server) and
+    checks the answer again, so a store that ignored part of the filter cannot cause a reuse.
+    """
+    if "'" in name or "'" in key:
+        raise ValueError(f"a model name or training key with a quote: {name!r} {key!r}")
+    found = client.search_model_versions(
+        filter_string=f"name = '{name}' and tags.`{TRAINING_KEY_TAG}` = '{key}'"
+    )
+    matching = [
+        v
+        for v in found
+        if v.name == name and v.tags.get(TRAINING_KEY_TAG) == key and v.status == "READY"
+    ]
+    return max(matching, key=lambda v: int(v.version), default=None)
+
+
+@dataclass(frozen=True)
+class ReusedVersion:
+    """A registered version found by its training key, what its run recorded, and the
+    champion now (for the asset's row: a reused version is never promoted again)."""
+
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    trained_at: int | None  # its run's start, epoch milliseconds
+    champion_version: str | None
+    champion_metric: float | None  # the champion's ``metric`` (None: no champion)
+
+    def reason(self, unchanged: str) -> str:
+        """The promotion reason a reused version's row carries."""
+        return f"reused v{self.version}: {unchanged} unchanged"
+
+
+def find_reusable_version(
+    client: MlflowClient, name: str, key: str, *, metric: str = PRIMARY_METRIC
+) -> ReusedVersion | None:
+    """:func:`version_by_training_key` with its run's metrics, params and tags and the current
+    champion's ``metric``; ``None`` when no version has ``key`` (or it has no run)."""
+    version = version_by_training_key(client, name, key)
+    if version is None or not version.run_id:
+        return None
+    run = client.get_run(version.run_id)
+    champion, champion_metric = champion_with_metric(client, name, metric)
+    return ReusedVersion(
+        name=name,
+        version=str(version.version),
+        run_id=version.run_id,
+        metrics=dict(run.data.metrics),
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        trained_at=run.info.start_time,
+        champion_version=None if champion is None else str(champion.version),
+        champion_metric=champion_metric,
+    )
+
+
+def log_frame_artifact(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log ``frame`` as parquet ``artifact_file`` (e.g. ``cv_predictions.parquet``) of the active
+    MLflow run; :func:`read_frame_artifact` reads it back."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / artifact_file
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path))
+
+
+def read_frame_artifact(client: MlflowClient, run_id: str, artifact_file: str) -> pd.DataFrame:
+    """The parquet artefact ``artifact_file`` of run ``run_id`` as a DataFrame (an
+    ``MlflowException`` or ``OSError`` when the run has no such artefact)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as folder:
+        return pd.read_parquet(client.download_artifacts(run_id, artifact_file, folder))
 
 
 @dataclass

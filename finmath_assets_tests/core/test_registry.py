@@ -8,19 +8,26 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from finmath_assets.core.modeling import build_estimator, cross_validate
 from finmath_assets.core.registry import (
     CHALLENGER,
     CHAMPION,
+    CV_PREDICTIONS_ARTIFACT,
     FEATURE_COLUMNS_ARTIFACT,
     PRIMARY_METRIC,
+    TRAINING_KEY_TAG,
     decide_promotion,
+    find_reusable_version,
     load_model,
     log_answer_model,
+    log_frame_artifact,
     promote_challenger,
+    read_frame_artifact,
     version_by_alias,
+    version_by_training_key,
 )
 
 pytestmark = pytest.mark.slow  # registers model versions
@@ -178,6 +185,7 @@ def test_logged_answer_model_is_registered_promoted_and_loads(store) -> None:
     params = {"n_estimators": 5}
     cv = cross_validate(X, y, params=params, n_folds=4, seed=1)
     estimator = build_estimator(params, "signed_log", 1).fit(X, y)
+    cv_frame = pd.DataFrame({"fold": cv.fold, "model": cv.model})
     with mlflow.start_run(experiment_id=experiment_id) as run:
         version = log_answer_model(
             estimator,
@@ -189,6 +197,7 @@ def test_logged_answer_model_is_registered_promoted_and_loads(store) -> None:
             feature_set="all",
             cv_folds=4,
             seed=1,
+            cv_predictions=cv_frame,
         )
         result = promote_challenger(
             client,
@@ -204,7 +213,73 @@ def test_logged_answer_model_is_registered_promoted_and_loads(store) -> None:
     assert logged.metrics["cv_ablation_all_signed_log_mae"] == 1.0
     assert logged.params["lgbm_n_estimators"] == "5" and logged.params["n_labelled"] == "40"
     assert logged.params["n_features"] == "2" and logged.params["target_transform"] == "signed_log"
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {FEATURE_COLUMNS_ARTIFACT}
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {
+        FEATURE_COLUMNS_ARTIFACT,
+        CV_PREDICTIONS_ARTIFACT,
+    }
+    read_back = read_frame_artifact(client, run.info.run_id, CV_PREDICTIONS_ARTIFACT)
+    pd.testing.assert_frame_equal(read_back, cv_frame)
     champion = load_model(NAME, tracking_uri=uri)
     assert champion.version == "1" and champion.feature_columns == ["a", "emb_000"]
     np.testing.assert_array_equal(np.asarray(champion.predict(X)), estimator.predict(X))
+
+
+def test_a_version_is_found_by_its_training_key_and_none_for_another(store) -> None:
+    client, _, experiment_id = store
+    assert version_by_training_key(client, NAME, "k1") is None  # no registered model yet
+    for metric, key in ((2.5, "k1"), (2.7, "k2")):
+        promote_challenger(
+            client,
+            NAME,
+            _register(client, experiment_id, metric),
+            challenger_metric=metric,
+            baseline_metric=3.0,
+            training_key=key,
+        )
+    untagged = _register(client, experiment_id, 2.9)  # e.g. registered before keys existed
+    promote_challenger(client, NAME, untagged, challenger_metric=2.9, baseline_metric=3.0)
+
+    found = version_by_training_key(client, NAME, "k1")
+    assert found is not None and str(found.version) == "1"
+    assert found.tags[TRAINING_KEY_TAG] == "k1"
+    assert str(version_by_training_key(client, NAME, "k2").version) == "2"
+    assert version_by_training_key(client, NAME, "k3") is None
+    assert version_by_training_key(client, "another-model", "k1") is None
+    # the key is on the version's run too, beside the decision
+    assert client.get_run(found.run_id).data.tags[TRAINING_KEY_TAG] == "k1"
+
+    reused = find_reusable_version(client, NAME, "k2")
+    assert reused is not None and reused.version == "2" and reused.run_id
+    assert reused.metrics[PRIMARY_METRIC] == pytest.approx(2.7)
+    assert reused.champion_version == "1" and reused.champion_metric == pytest.approx(2.5)
+    assert reused.reason("training data") == "reused v2: training data unchanged"
+    assert find_reusable_version(client, NAME, "k3") is None
+    # two versions with one key (e.g. registered before the key was checked): the newest
+    promote_challenger(
+        client,
+        NAME,
+        _register(client, experiment_id, 2.4),
+        challenger_metric=2.4,
+        baseline_metric=3.0,
+        training_key="k1",
+    )
+    assert str(version_by_training_key(client, NAME, "k1").version) == "4"
+
+
+def test_a_frame_artifact_round_trips(store) -> None:
+    client, _, experiment_id = store
+    frame = pd.DataFrame(
+        {
+            "question_id": ["validation-0", "validation-1", "validation-2"],
+            "topic": ["Accounting", "Corporate", None],
+            "ground_truth": [1.5, -2.0, 1e6],
+            "fold": np.array([0, 1, 2], dtype=np.int64),
+            "ds": pd.to_datetime(["2013-03-01", "2013-03-04", "2013-03-05"]),
+        }
+    )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        log_frame_artifact(frame, CV_PREDICTIONS_ARTIFACT)
+    read_back = read_frame_artifact(client, run.info.run_id, CV_PREDICTIONS_ARTIFACT)
+    pd.testing.assert_frame_equal(read_back, frame)
+    with pytest.raises(MlflowException, match="Failed to download artifacts"):
+        read_frame_artifact(client, run.info.run_id, "missing.parquet")

@@ -9,6 +9,7 @@ a gap-free calendar. A filled day carries the previous volume and a zero return.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Literal
@@ -66,6 +67,17 @@ def series_frame(prices: pd.DataFrame, target: Target) -> pd.DataFrame:
     else:
         filled["y"] = filled["y"].fillna(0.0)
     return filled.sort_values(["unique_id", "ds"], ignore_index=True)
+
+
+def series_fingerprint(series: pd.DataFrame) -> str:
+    """SHA-256 of a :func:`series_frame` (ids, days and values in row order): what one
+    backtest-and-fit run of a forecaster reads."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(series["unique_id"].astype(str)).encode())
+    days = pd.to_datetime(series["ds"]).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    digest.update(np.ascontiguousarray(days).tobytes())
+    digest.update(np.ascontiguousarray(series["y"].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
 
 
 def build_forecaster(config: BacktestConfig) -> MLForecast:

@@ -5,23 +5,50 @@ MLflow flavour (:func:`log_forecaster`) and promoted by the answer model's path
 (:func:`finmath_assets.core.registry.promote_challenger`): beat the best baseline of the backtest
 and strictly beat the current champion. The fitted ``MLForecast`` keeps the last values of every
 series it was trained on, so serving needs the registry only, never the warehouse.
+
+A version is tagged with its training key (:func:`forecaster_training_key`: the series, the
+backtest and model settings, the code and the library versions); its run keeps the backtest
+(:func:`log_backtest`), so a run on the same key reuses the version and its backtest
+(:func:`read_backtest`) instead of registering a copy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any, cast
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from finmath_assets.core.market.forecasting import Target, forecast
-from finmath_assets.core.registry import CHAMPION, version_by_alias
+from finmath_assets.core.market.forecasting import (
+    Backtest,
+    BacktestConfig,
+    Target,
+    forecast,
+    series_fingerprint,
+)
+from finmath_assets.core.registry import (
+    CHAMPION,
+    log_frame_artifact,
+    read_frame_artifact,
+    source_digest,
+    training_key,
+    version_by_alias,
+)
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 FORECASTER_ARTIFACT = "forecaster"
 TARGET_TAG = "finmath.forecast_target"
 PRIMARY_METRIC = "backtest_mase"  # mean MASE of the forecaster over the backtest's series
 BEST_BASELINE_METRIC = "backtest_mase_best_baseline"
+BACKTEST_FORECASTS_ARTIFACT = "backtest_forecasts.parquet"
+BACKTEST_METRICS_ARTIFACT = "backtest_metrics.parquet"
+EXCLUDED_PARAM = "excluded_from_backtest"  # comma-separated tickers, or "none"
+# the libraries a forecaster's backtest and fit depend on: another version is another training
+FORECASTER_LIBRARIES = ("mlforecast", "statsforecast", "utilsforecast", "lightgbm")
 
 
 @dataclass
@@ -106,3 +133,40 @@ def log_forecaster(forecaster: Any, *, name: str, target: Target, metrics: dict[
         registered_model_name=name,
     )
     return str(info.registered_model_version)
+
+
+def forecaster_training_key(series: pd.DataFrame, config: BacktestConfig, target: Target) -> str:
+    """The training key of one forecaster run (``core.registry.training_key``): the
+    :func:`~finmath_assets.core.market.forecasting.series_fingerprint` of ``series``, every
+    field of ``config`` (the backtest's and the model's), the target, the source of
+    ``core/market/forecasting.py`` and the versions of :data:`FORECASTER_LIBRARIES`."""
+    from finmath_assets.core.market import forecasting
+
+    return training_key(
+        {
+            "model": "forecaster",
+            "target": target,
+            "series": series_fingerprint(series),
+            "config": asdict(config),
+            "code": source_digest(str(forecasting.__file__)),
+            "libraries": {name: metadata.version(name) for name in FORECASTER_LIBRARIES},
+        }
+    )
+
+
+def log_backtest(result: Backtest) -> None:
+    """Log a backtest's forecasts and metrics as parquet artefacts of the active MLflow run (the
+    excluded series are a run param, :data:`EXCLUDED_PARAM`); :func:`read_backtest` reads them
+    back."""
+    log_frame_artifact(result.forecasts, BACKTEST_FORECASTS_ARTIFACT)
+    log_frame_artifact(result.metrics, BACKTEST_METRICS_ARTIFACT)
+
+
+def read_backtest(client: MlflowClient, run_id: str) -> Backtest:
+    """The backtest logged with run ``run_id`` by :func:`log_backtest`."""
+    excluded = client.get_run(run_id).data.params.get(EXCLUDED_PARAM, "none")
+    return Backtest(
+        forecasts=read_frame_artifact(client, run_id, BACKTEST_FORECASTS_ARTIFACT),
+        metrics=read_frame_artifact(client, run_id, BACKTEST_METRICS_ARTIFACT),
+        excluded=[] if excluded == "none" else excluded.split(","),
+    )
