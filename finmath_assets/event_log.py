@@ -44,9 +44,17 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", DEFAULT_EVENT_BATCH_SIZE)
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._batch: tuple[int, dict[str, Connection]] | None = None
-        if base_dir is None:
-            base_dir = os.path.join(os.environ["DAGSTER_HOME"], "history", "runs")
-        super().__init__(base_dir, inst_data)
+        self._pending_inst_data = inst_data
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data)
+        # else: the instance's own directory, known once it registers (not DAGSTER_HOME: a
+        # process may open another home with DagsterInstance.from_config)
+
+    def register_instance(self, instance: dg.DagsterInstance) -> None:
+        if not hasattr(self, "_base_dir"):
+            base_dir = os.path.join(instance.root_directory, "history", "runs")
+            super().__init__(base_dir, self._pending_inst_data)
+        super().register_instance(instance)
 
     @classmethod
     def config_type(cls) -> dict[str, dg.Field]:
@@ -54,8 +62,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "base_dir": dg.Field(
                 dg.StringSource,
                 is_required=False,
-                description="Where the event files live (default: $DAGSTER_HOME/history/runs, "
-                "the same place as Dagster's default event log).",
+                description="Where the event files live (default: the instance directory's "
+                "history/runs, the same place as Dagster's default event log).",
             )
         }
 

@@ -115,3 +115,20 @@ def test_a_failed_batch_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.undo()
         storage.store_event_batch(events)  # a good batch goes through afterwards
         assert len(instance.all_logs(run_id)) == before + 5
+
+
+def test_an_instance_keeps_its_events_in_its_own_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not in $DAGSTER_HOME's: a process may open another home with ``from_config``."""
+    config = (Path(__file__).resolve().parents[1] / "dagster.yaml").read_text()
+    homes = [tmp_path / "a", tmp_path / "b"]
+    for home in homes:
+        home.mkdir()
+        (home / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("DAGSTER_HOME", str(homes[0]))
+    with dg.DagsterInstance.from_config(str(homes[1])) as instance:
+        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
+        _backfill(instance)
+    assert (homes[1] / "history" / "runs" / "index.db").exists()
+    assert not (homes[0] / "history").exists()
