@@ -10,16 +10,18 @@ HF_HUB_OFFLINE ?= 1
 # the instance config copied into DAGSTER_HOME: dagster.yaml (local: sqlite under DAGSTER_HOME)
 # or docker/dagster/dagster.yaml (production profile: PostgreSQL, DAGSTER_PG_* variables)
 DAGSTER_YAML ?= dagster.yaml
-# the bundled price history (bokeh-sampledata), backfilled by `make run`
+# the bundled price history (bokeh-sampledata), backfilled by `make run` (missing partitions only)
 MARKET_HISTORY ?= 2000-03-01...2013-03-01
+REFRESH_FLAGS ?=
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
 .PHONY: help install system-deps dagster-home run dev serve test test-fast lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
 
 help:
-	@echo "make run    set up, then materialise every asset on the embedded data and print a summary"
-	@echo "            (FinanceMath graph, market-price backfill, landing feeds, forecasters)"
+	@echo "make run    set up, then bring every asset up to date on the embedded data and print a summary"
+	@echo "            (FinanceMath graph, market-price backfill, landing feeds, forecasters);"
+	@echo "            only what is missing or changed is rebuilt (REFRESH_FLAGS=--force: everything)"
 	@echo "make test   set up (venv, install, make system-deps), then run the whole test suite"
 	@echo "make test-fast  set up, then only the tests not marked slow (pure core and unit tests, ~1 min)"
 	@echo "make system-deps  the Debian packages the tests need (bubblewrap, prometheus, postgresql)"
@@ -52,20 +54,11 @@ dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
 	@cmp -s $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml || cp $(DAGSTER_YAML) $(DAGSTER_HOME)/dagster.yaml
 
+# Only what is missing or changed: a second `make run` re-reads the sources and rebuilds nothing
+# (finmath_assets/refresh.py; --force rebuilds everything: `make run REFRESH_FLAGS=--force`).
 run: $(INSTALLED) dagster-home
-	@echo "== FinanceMath graph: raw records to an evaluated, registered answer model"
 	$(BIN)/python -m finmath_assets.runs reap
-	$(BIN)/dagster asset materialize --select 'key:finmath/*' -m finmath_assets.definitions
-	@echo "== market prices: the bundled history as one single-run backfill of trading-day partitions"
-	$(BIN)/python -m finmath_assets.runs reap
-	$(BIN)/dagster asset materialize --select 'group:market_data' --partition-range $(MARKET_HISTORY) -m finmath_assets.definitions
-	@echo "== landing folders: the synthetic transaction feed, then one tick of the drop-folder sensors"
-	$(BIN)/python -m finmath_assets.landing generate-transactions --days 5
-	$(BIN)/python -m finmath_assets.runs reap
-	$(BIN)/python -m finmath_assets.landing tick
-	@echo "== forecasters: backtest, register, promote"
-	$(BIN)/python -m finmath_assets.runs reap
-	$(BIN)/dagster asset materialize --select 'group:forecasting' -m finmath_assets.definitions
+	$(BIN)/python -m finmath_assets.refresh --market-history $(MARKET_HISTORY) $(REFRESH_FLAGS)
 	$(BIN)/python -m finmath_assets.summary
 
 dev: $(INSTALLED) dagster-home

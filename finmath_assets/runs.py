@@ -1,7 +1,7 @@
 """Runs whose process died: recognised, marked failed, their pool slots freed.
 
     python -m finmath_assets.runs reap [--runs-are-local]
-        (``make run``, before each materialisation) fail every run whose processes are gone and
+        (``make run``, before it starts) fail every run whose processes are gone and
         free its concurrency slots; name any live run that holds a pool slot
     python -m finmath_assets.runs fail RUN_ID
         fail one run you know is dead (e.g. one on another machine) and free its slots

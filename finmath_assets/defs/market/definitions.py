@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from finmath_assets.defs.code_versions import load_versioned_assets
 from finmath_assets.defs.market import checks, jobs
 from finmath_assets.defs.market.assets import forecasting, prices, transactions
 from finmath_assets.defs.market.automation import with_freshness
@@ -19,7 +20,7 @@ ASSET_MODULES = [prices, transactions, forecasting]
 def build_defs(settings: Settings) -> dg.Definitions:
     feeds = MarketFeedsResource.from_settings(settings)
     return dg.Definitions(
-        assets=with_freshness(dg.load_assets_from_modules(ASSET_MODULES), settings),
+        assets=with_freshness(load_versioned_assets(ASSET_MODULES), settings),
         asset_checks=checks.MARKET_CHECKS,
         jobs=[jobs.MARKET_PRICES_JOB, jobs.TRANSACTIONS_JOB, jobs.FORECAST_JOB],
         schedules=[jobs.WEEKLY_RETRAIN],

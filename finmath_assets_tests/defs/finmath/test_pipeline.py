@@ -20,7 +20,7 @@ from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.constants import LLM_ASSETS, MODEL_ASSETS, MONITORING_ASSETS
 from finmath_assets.defs.finmath.checks import CHECKS
 from finmath_assets.defs.market.checks import MARKET_CHECKS
-from finmath_assets_tests.conftest import MATERIALIZE_ALL, Materialized, materialize
+from finmath_assets_tests.conftest import Materialized, materialize
 
 pytestmark = pytest.mark.slow  # materialises the real data (and runs make run)
 
@@ -254,40 +254,6 @@ def _env(home: Path) -> dict[str, str]:
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
     return env
-
-
-def test_make_run_command_materialises_and_summarises(warm_copy: Path) -> None:
-    """The exact command `make run` uses, as a subprocess, on a warm warehouse."""
-    env = _env(warm_copy)
-    bin_dir = Path(sys.executable).parent
-    done = subprocess.run(
-        [str(bin_dir / "dagster"), *MATERIALIZE_ALL],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "RUN_SUCCESS" in done.stderr + done.stdout
-    instance = dg.DagsterInstance.from_config(str(warm_copy / "dagster_home"))
-    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-    event = instance.get_latest_materialization_event(
-        dg.AssetKey(["finmath", "question_embeddings"])
-    )
-    assert event.asset_materialization.metadata["texts_embedded"].value == 0
-    summary = subprocess.run(
-        [sys.executable, "-m", "finmath_assets.summary"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert summary.returncode == 0, summary.stderr
-    assert f"finmath.{'validated_records':<26} {'1,200':>7} rows" in summary.stdout
-    assert "drift report: " in summary.stdout and "regression quality report: " in summary.stdout
-    assert "embedding dimension: 384" in summary.stdout
 
 
 def test_summary_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:
