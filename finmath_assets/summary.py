@@ -28,6 +28,21 @@ TABLES = (
 )
 
 
+def _reused(settings: Settings, version: str) -> bool:
+    """Whether the latest ``answer_model`` materialisation reused ``version`` instead of training
+    it. False for a warehouse written before reuse existed (no ``reused`` column), or when the
+    table holds another version than the report (the report is older)."""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        try:
+            frame = conn.execute("SELECT * FROM finmath.answer_model").fetchdf()
+        except duckdb.CatalogException:
+            return False
+    if frame.empty or "reused" not in frame.columns:
+        return False
+    row = frame.iloc[0]
+    return str(row["version"]) == version and bool(row["reused"])
+
+
 def _print_model(settings: Settings) -> None:
     report_path = settings.processed_dir / "evaluation_report.json"
     if not report_path.exists():
@@ -35,11 +50,17 @@ def _print_model(settings: Settings) -> None:
         return
     report = json.loads(report_path.read_text())
     overall = report["overall"]
-    decision = "promoted to champion" if report["promoted_to_champion"] else "not promoted"
-    print(
-        f"model: {report['model_name']} v{report['model_version']} ({decision}: "
-        f"{report['promotion_reason']})"
-    )
+    version = str(report["model_version"])
+    if _reused(settings, version):
+        print(
+            f"model: {report['model_name']} v{version} reused (nothing changed: same training "
+            "data, features and parameters; no new run or version)"
+        )
+    else:
+        decision = "promoted to champion" if report["promoted_to_champion"] else "not promoted"
+        print(
+            f"model: {report['model_name']} v{version} ({decision}: {report['promotion_reason']})"
+        )
     print(f"  {report['cv_folds']}-fold CV on {report['n_labelled']} labelled questions:")
     print(f"  {'predictor':<16} {'signed-log MAE':>14} {'MAE':>12} {'median AE':>10}")
     for predictor in ("model", "median_baseline", "mean_baseline"):
