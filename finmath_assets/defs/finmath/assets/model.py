@@ -15,16 +15,23 @@ from finmath_assets.core.modeling import (
     build_estimator,
     cross_validate,
     data_fingerprint,
+    effective_params,
     select_features,
 )
 from finmath_assets.core.registry import (
     BASELINE_METRIC,
     CHAMPION,
+    CV_PREDICTIONS_ARTIFACT,
     EMBEDDING_MODEL_TAG,
     PRIMARY_METRIC,
+    TRAINING_KEY_TAG,
+    ReusedVersion,
+    answer_model_training_key,
+    find_reusable_version,
     load_model,
     log_answer_model,
     promote_challenger,
+    read_frame_artifact,
 )
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
@@ -53,6 +60,60 @@ class AnswerModelConfig(dg.Config):
 
 def _embedding_dim(columns: list[str]) -> int:
     return sum(1 for c in columns if c.startswith(EMBEDDING_PREFIX))
+
+
+CV_COLUMNS = (
+    "question_id",
+    "topic",
+    "ground_truth",
+    "fold",
+    "model",
+    "mean_baseline",
+    "median_baseline",
+)
+UNCHANGED = "training data, features and parameters"
+
+
+def _reused_outputs(reused: ReusedVersion, common: dict) -> tuple[pd.DataFrame, dict]:
+    """The ``answer_model`` row and metadata of a reused version, from what its run recorded."""
+    reason = reused.reason(UNCHANGED)
+    metric = reused.metrics[PRIMARY_METRIC]
+    baseline = reused.metrics[BASELINE_METRIC]
+    ablation = {name: reused.metrics[f"cv_ablation_{name}_signed_log_mae"] for name in FEATURE_SETS}
+    trained_at = (
+        datetime.fromtimestamp(reused.trained_at / 1000, UTC)
+        if reused.trained_at
+        else datetime.now(UTC)
+    )
+    row = {
+        "model_name": reused.name,
+        "version": reused.version,
+        "run_id": reused.run_id,
+        "promoted": False,
+        "promotion_reason": reason,
+        "champion_version": reused.champion_version,
+        PRIMARY_METRIC: metric,
+        BASELINE_METRIC: baseline,
+        "champion_metric_before": reused.champion_metric,
+        **common,
+        "feature_set_ablation": json.dumps(ablation),
+        "trained_at": trained_at.replace(tzinfo=None),
+        "reused": True,
+    }
+    metadata = {
+        "reused": True,
+        "model_version": reused.version,
+        "mlflow_run_id": reused.run_id,
+        "promoted": False,
+        "promotion_reason": reason,
+        "cv_signed_log_mae": metric,
+        "median_baseline_signed_log_mae": baseline,
+        "champion_signed_log_mae_before": dg.MetadataValue.float(reused.champion_metric)
+        if reused.champion_metric is not None
+        else dg.MetadataValue.null(),
+        "model_uri": f"models:/{reused.name}/{reused.version}",
+    }
+    return pd.DataFrame([row]), metadata
 
 
 @dg.multi_asset(
@@ -84,6 +145,9 @@ def train_answer_model(
     embedding_model: EmbeddingModelResource,
     training: TrainingResource,
 ):
+    """Cross-validate, train, log, register and promote; or, when a registered version was
+    trained on the same training key, reuse it: no new run or version, the out-of-fold frame read
+    back from its run."""
     model_name = mlflow_tracking.model_name
     labelled = features[features["ground_truth"].notna()].reset_index(drop=True)
     available = list(features.columns[len(ID_COLUMNS) :])
@@ -95,9 +159,55 @@ def train_answer_model(
     y = labelled["ground_truth"].to_numpy(dtype=np.float64)
     params = config.params()
     transform = training.target_transform
+    fingerprint = data_fingerprint(X, y)
+    # the rows by id and topic: the out-of-fold frame, reused with the version, carries both
+    row_ids = labelled["question_id"].astype(str) + "\x1f" + labelled["topic"].astype(str)
+    key = answer_model_training_key(
+        data_fingerprint=data_fingerprint(labelled[available], y),
+        row_ids=row_ids.tolist(),
+        feature_columns=columns,
+        params=effective_params(params, training.seed),
+        target_transform=transform,
+        feature_set=training.feature_set,
+        cv_folds=training.cv_folds,
+        seed=training.seed,
+        embedding_model_id=embedding_model.model_id,
+    )
+    common = {
+        "target_transform": transform,
+        "feature_set": training.feature_set,
+        "n_features": len(columns),
+        "n_labelled": len(labelled),
+        "cv_folds": training.cv_folds,
+        "data_fingerprint": fingerprint,
+    }
+    client = mlflow_tracking.client()
+    reused = find_reusable_version(client, model_name, key)
+    if reused is not None:
+        try:
+            cv_frame = read_frame_artifact(client, reused.run_id, CV_PREDICTIONS_ARTIFACT)
+        except Exception as error:  # an artefact store that lost it: train a new version
+            context.log.warning(
+                f"{model_name} v{reused.version} has training key {key[:12]} but its "
+                f"{CV_PREDICTIONS_ARTIFACT} cannot be read ({error}): training anew"
+            )
+            reused = None
+    if reused is not None:
+        model_row, metadata = _reused_outputs(reused, common)
+        context.log.info(
+            f"reused {model_name} v{reused.version} (training key {key[:12]}): {UNCHANGED} "
+            "unchanged, nothing cross-validated, trained or registered"
+        )
+        yield dg.Output(
+            model_row, output_name="answer_model", metadata={**metadata, "training_key": key}
+        )
+        yield dg.Output(cv_frame[list(CV_COLUMNS)], output_name="cv_predictions")
+        return
+
     context.log.info(
         f"training on {len(labelled)} labelled rows x {len(columns)} features "
-        f"({training.cv_folds}-fold CV, transform={transform}, overrides={params})"
+        f"({training.cv_folds}-fold CV, transform={transform}, overrides={params}); "
+        f"no version of {model_name} has training key {key[:12]}"
     )
     # the same CV for every feature set, so the report shows what each group of features buys
     cv_by_set = {
@@ -116,13 +226,24 @@ def train_answer_model(
         name: result.metrics["model"]["signed_log_mae"] for name, result in cv_by_set.items()
     }
     estimator = build_estimator(params, transform, training.seed).fit(X, y)
-    fingerprint = data_fingerprint(X, y)
+    cv_frame = pd.DataFrame(
+        {
+            "question_id": labelled["question_id"],
+            "topic": labelled["topic"],
+            "ground_truth": y,
+            "fold": cv.fold,
+            "model": cv.model,
+            "mean_baseline": cv.mean_baseline,
+            "median_baseline": cv.median_baseline,
+        }
+    )
 
     tags = {
         "dagster.run_id": context.run_id,
         "dagster.asset": "finmath/answer_model",
         EMBEDDING_MODEL_TAG: embedding_model.model_id,
         "finmath.data_fingerprint": fingerprint,
+        TRAINING_KEY_TAG: key,
     }
     with mlflow_tracking.start_run(run_name=f"answer-model-{context.run_id[:8]}", tags=tags) as run:
         new_version = log_answer_model(
@@ -135,13 +256,15 @@ def train_answer_model(
             feature_set=training.feature_set,
             cv_folds=training.cv_folds,
             seed=training.seed,
+            cv_predictions=cv_frame,
         )
         promotion = promote_challenger(
-            mlflow_tracking.client(),
+            client,
             model_name,
             new_version,
             challenger_metric=cv.metrics["model"]["signed_log_mae"],
             baseline_metric=cv.metrics["median_baseline"]["signed_log_mae"],
+            training_key=key,
         )
         run_id = run.info.run_id
     context.log.info(f"registered {model_name} v{new_version}: {promotion.reason}")
@@ -157,32 +280,18 @@ def train_answer_model(
                 PRIMARY_METRIC: promotion.challenger_metric,
                 BASELINE_METRIC: promotion.baseline_metric,
                 "champion_metric_before": promotion.champion_metric,
-                "target_transform": transform,
-                "feature_set": training.feature_set,
-                "n_features": len(columns),
-                "n_labelled": len(labelled),
-                "cv_folds": training.cv_folds,
-                "data_fingerprint": fingerprint,
+                **common,
                 "feature_set_ablation": json.dumps(ablation),
                 "trained_at": datetime.now(UTC).replace(tzinfo=None),
+                "reused": False,
             }
         ]
-    )
-    cv_frame = pd.DataFrame(
-        {
-            "question_id": labelled["question_id"],
-            "topic": labelled["topic"],
-            "ground_truth": y,
-            "fold": cv.fold,
-            "model": cv.model,
-            "mean_baseline": cv.mean_baseline,
-            "median_baseline": cv.median_baseline,
-        }
     )
     yield dg.Output(
         model_row,
         output_name="answer_model",
         metadata={
+            "reused": False,
             "model_version": new_version,
             "mlflow_run_id": run_id,
             "promoted": promotion.promoted,
@@ -193,6 +302,7 @@ def train_answer_model(
             if promotion.champion_metric is not None
             else dg.MetadataValue.null(),
             "model_uri": f"models:/{model_name}/{new_version}",
+            "training_key": key,
         },
     )
     yield dg.Output(cv_frame, output_name="cv_predictions")
@@ -236,9 +346,11 @@ def evaluation_report(
         feature_set_ablation=json.loads(model["feature_set_ablation"]),
     )
     path = processed_files.write_text(report.model_dump_json(indent=2), EVALUATION_REPORT_JSON)
-    mlflow_tracking.client().log_dict(
-        report.run_id, json.loads(report.model_dump_json()), EVALUATION_REPORT_JSON
-    )
+    if not bool(model.get("reused", False)):
+        # a reused version's run keeps the report of the training that registered it
+        mlflow_tracking.client().log_dict(
+            report.run_id, json.loads(report.model_dump_json()), EVALUATION_REPORT_JSON
+        )
     rows = report_rows(report)
     history = rows.assign(
         model_name=report.model_name,
