@@ -49,6 +49,11 @@ BACKTEST_METRICS_ARTIFACT = "backtest_metrics.parquet"
 EXCLUDED_PARAM = "excluded_from_backtest"  # comma-separated tickers, or "none"
 # the libraries a forecaster's backtest and fit depend on: another version is another training
 FORECASTER_LIBRARIES = ("mlforecast", "statsforecast", "utilsforecast", "lightgbm")
+# pinned like the answer model's: MLflow's own inference of them costs ~5 s per logged model
+FORECASTER_PIP_REQUIREMENTS = [
+    f"{package}=={metadata.version(package)}"
+    for package in ("mlforecast", "utilsforecast", "lightgbm", "pandas", "numpy")
+]
 
 
 @dataclass
@@ -131,6 +136,7 @@ def log_forecaster(forecaster: Any, *, name: str, target: Target, metrics: dict[
         artifact_path=None,  # MLflow 3 names logged models with `name`
         name=FORECASTER_ARTIFACT,
         registered_model_name=name,
+        pip_requirements=FORECASTER_PIP_REQUIREMENTS,
     )
     return str(info.registered_model_version)
 
