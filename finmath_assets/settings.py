@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         description="When automation re-reads the source (cron, UTC); downstream assets follow "
         "when their blocking checks pass.",
     )
+    automation_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="How often the automation sensor evaluates the conditions (Dagster's "
+        "default: 30 s).",
+    )
     freshness_warn_hours: float = Field(
         default=26, gt=0, description="Freshness policy: warn when older than this."
     )

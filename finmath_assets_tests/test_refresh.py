@@ -74,6 +74,7 @@ class Home:
             FINMATH_MODEL_CACHE_DIR=os.environ["FINMATH_MODEL_CACHE_DIR"],
             FINMATH_FORECAST_BACKTEST_WINDOWS="10",
             FINMATH_FORECAST_BACKTEST_REFIT="false",
+            FINMATH_AUTOMATION_INTERVAL_SECONDS="5",  # ticks a test need not wait 30 s for
             HF_HUB_OFFLINE="1",
         )
         return env

@@ -24,5 +24,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets=with_automation(load_versioned_assets(ASSET_MODULES), settings),
         asset_checks=checks.CHECKS,
         jobs=[jobs.FINMATH_JOB],
-        sensors=[jobs.AUTOMATION_SENSOR, build_inference_log_sensor(settings.inference_log_dir)],
+        sensors=[
+            jobs.build_automation_sensor(settings.automation_interval_seconds),
+            build_inference_log_sensor(settings.inference_log_dir),
+        ],
     )

@@ -13,10 +13,14 @@ FINMATH_JOB = dg.define_asset_job(
     description="Materialise the FinanceMath graph: raw records to an evaluated model.",
 )
 
-AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
-    "finmath_automation",
-    target=SELECTION,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Evaluates every asset's automation condition (daily re-ingest, "
-    "then eager rebuilds downstream once blocking checks pass).",
-)
+
+
+def build_automation_sensor(interval_seconds: int) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "finmath_automation",
+        target=SELECTION,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_seconds,
+        description="Evaluates every asset's automation condition (daily re-ingest, "
+        "then eager rebuilds downstream once blocking checks pass).",
+    )
