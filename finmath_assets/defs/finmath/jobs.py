@@ -14,7 +14,6 @@ FINMATH_JOB = dg.define_asset_job(
 )
 
 
-
 def build_automation_sensor(interval_seconds: int) -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         "finmath_automation",
