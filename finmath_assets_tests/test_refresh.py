@@ -269,7 +269,7 @@ def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[Non
                     os.killpg(process.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def system(home: Home) -> Iterator[System]:
     """`dagster-webserver` and `dagster-daemon` as separate processes on the refreshed home."""
     port = free_port()
@@ -343,3 +343,74 @@ def test_live_unchanged_reingest_requests_nothing_then_one_edited_record_one_run
     assert embedded.asset_materialization.metadata["texts_embedded"].value == 1
     # the model saw different training data: a new version, one
     assert _registered_versions(home.root)["finmath-answer-regressor"] == 2
+
+
+# --- the same conditions in process, on the same home (after the daemon has stopped) --------
+
+VALIDATION = ["validated_records", "rejected_records"]  # one multi-asset step
+
+
+def _edited_data(folder: Path, suffix: str) -> Path:
+    """The embedded snapshot with one validation question changed."""
+    folder.mkdir()
+    for split in ("validation", "test"):
+        records = json.loads((EMBEDDED_DATA_DIR / f"{split}.json").read_text())
+        if split == "validation":
+            records[7]["question"] += suffix
+        (folder / f"{split}.json").write_text(json.dumps(records))
+    return folder
+
+
+def test_automation_rebuilds_on_changed_data_not_on_a_re_ingest_or_after_a_failed_check(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dg.evaluate_automation_conditions`` on the refreshed home: the three cases, the third
+    (a blocking check failing on changed data) included."""
+    from finmath_assets.definitions import build_definitions
+    from finmath_assets.settings import Settings
+
+    def key(name: str) -> dg.AssetKey:
+        return dg.AssetKey(["finmath", name])
+
+    def run(settings: Settings, names: list[str]) -> dg.ExecuteInProcessResult:
+        job = build_definitions(settings).resolve_job_def("finmath_job")
+        return job.execute_in_process(
+            instance=instance, asset_selection=[key(n) for n in names], raise_on_error=False
+        )
+
+    monkeypatch.setenv("FINMATH_HOME", str(home.root))
+    settings = Settings(
+        home=home.root,
+        local_data_dir=home.data,
+        hf_cache_dir=home.root.parent / "hf",
+        model_cache_dir=Path(os.environ["FINMATH_MODEL_CACHE_DIR"]),
+    )
+    defs = build_definitions(settings)
+    downstream = ["question_embeddings", "question_tables", "features", "answer_model"]
+    ingest = ["raw_records", *VALIDATION]
+    with home.instance() as instance:
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.total_requested == 0  # all up to date; the daily re-ingest is not due
+        # what the daily tick does: re-ingest identical records -> the same data version
+        assert run(settings, ingest).success
+        same = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert same.total_requested == 0
+        # one record changed and its blocking checks pass: everything after it is requested
+        edited = _edited_data(tmp_path / "edited", " Answer to two decimals.")
+        assert run(settings.model_copy(update={"local_data_dir": edited}), ingest).success
+        after_new = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=same.cursor
+        )
+        for name in downstream:
+            assert after_new.get_num_requested(key(name)) == 1, name
+        # the requested children count as handled; then changed data that fails a blocking check
+        failing = _edited_data(tmp_path / "failing", " Round to cents.")
+        strict = settings.model_copy(
+            update={"check_expected_labelled": 7, "local_data_dir": failing}
+        )
+        assert not run(strict, ingest).success
+        after_failure = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=after_new.cursor
+        )
+        for name in downstream:
+            assert after_failure.get_num_requested(key(name)) == 0, name

@@ -1,19 +1,17 @@
-"""Asset checks and declarative automation on real runs: the checks pass on the real data, a
-failed blocking check stops its run's downstream steps, and automation rebuilds after changed
-data, but not after a re-ingest of identical data or a failed blocking check."""
+"""Asset checks on real runs: the checks pass on the real data, and a failed blocking check stops
+its run's downstream steps. The automation that follows data versions is tested on the home
+`make run` builds, in process and under the running daemon: test_refresh.py."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from finmath_assets.core.sources import EMBEDDED_DATA_DIR
 from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized, materialize
+from finmath_assets_tests.conftest import Materialized
 
-pytestmark = pytest.mark.slow  # materialises the real data, evaluates automation over it
+pytestmark = pytest.mark.slow  # materialises the real data
 
 CHECKS = {
     "reject_rate",
@@ -27,7 +25,6 @@ CHECKS = {
     "ground_truth_reproducible",
     "quarantine_within_limit",  # on rejected_records
 }
-VALIDATION = ["validated_records", "rejected_records"]  # one multi-asset step
 
 
 def _key(name: str) -> dg.AssetKey:
@@ -74,52 +71,3 @@ def test_a_failed_blocking_check_stops_the_downstream_steps(
         assert instance.get_latest_materialization_event(_key("validated_records"))
         assert instance.get_latest_materialization_event(_key("question_embeddings")) is None
         assert instance.get_latest_materialization_event(_key("answer_model")) is None
-
-
-def _edited_data(folder: Path, suffix: str) -> Path:
-    """The embedded snapshot with one validation question changed."""
-    folder.mkdir()
-    for split in ("validation", "test"):
-        records = json.loads((EMBEDDED_DATA_DIR / f"{split}.json").read_text())
-        if split == "validation":
-            records[7]["question"] += suffix
-        (folder / f"{split}.json").write_text(json.dumps(records))
-    return folder
-
-
-def test_automation_rebuilds_on_changed_data_not_on_a_re_ingest_or_after_a_failed_check(
-    warm_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    downstream = ["question_embeddings", "question_tables", "features", "answer_model"]
-    ingest = ["raw_records", *VALIDATION]
-    with dg.instance_for_test() as instance:
-        done = materialize(warm_copy, monkeypatch, instance)  # everything, checks passing
-        defs = build_definitions(done.settings)
-        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        assert first.total_requested == 0  # all up to date; the daily re-ingest is not due
-        # what the daily tick does: re-ingest identical records -> the same data version
-        materialize(warm_copy, monkeypatch, instance, selection=ingest)
-        same = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-        assert same.total_requested == 0
-        # one record changed and its blocking checks pass: everything after it is requested
-        edited = _edited_data(tmp_path / "edited", " Answer to two decimals.")
-        materialize(warm_copy, monkeypatch, instance, selection=ingest, local_data_dir=edited)
-        after_new = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, cursor=same.cursor
-        )
-        for name in downstream:
-            assert after_new.get_num_requested(_key(name)) == 1, name
-        # the requested children count as handled; then changed data that fails a blocking check
-        failing = _edited_data(tmp_path / "failing", " Round to cents.")
-        strict = build_definitions(
-            done.settings.model_copy(
-                update={"check_expected_labelled": 7, "local_data_dir": failing}
-            )
-        )
-        failed_run = _run(strict, instance, ingest)
-        assert not failed_run.success
-        after_failure = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, cursor=after_new.cursor
-        )
-        for name in downstream:
-            assert after_failure.get_num_requested(_key(name)) == 0, name
