@@ -57,9 +57,7 @@ dagster-home:
 # Only what is missing or changed: a second `make run` re-reads the sources and rebuilds nothing
 # (finmath_assets/refresh.py; --force rebuilds everything: `make run REFRESH_FLAGS=--force`).
 run: $(INSTALLED) dagster-home
-	$(BIN)/python -m finmath_assets.runs reap
-	$(BIN)/python -m finmath_assets.refresh --market-history $(MARKET_HISTORY) $(REFRESH_FLAGS)
-	$(BIN)/python -m finmath_assets.summary
+	$(BIN)/python -m finmath_assets.refresh --reap --market-history $(MARKET_HISTORY) --summary $(REFRESH_FLAGS)
 
 dev: $(INSTALLED) dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

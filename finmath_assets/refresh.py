@@ -1,7 +1,7 @@
 """Bring every asset up to date, doing only what is missing or changed: what ``make run`` runs.
 
     python -m finmath_assets.refresh [--market-history START...END] [--transaction-days N]
-                                     [--force]
+                                     [--force] [--reap] [--summary]
 
 1. FinanceMath graph: ``raw_records`` is re-read (its data version is the SHA-256 of what it
    read), then one run materialises the assets Dagster reports MISSING or STALE (an input's data
@@ -15,7 +15,9 @@
    after their last training; a retrain on an unchanged series reuses its
    registered version.
 
-``--force`` materialises everything in range regardless. Each run is an ordinary Dagster run on
+``--force`` materialises everything in range regardless; ``make run`` adds ``--reap`` (dead runs
+failed and their slots freed first) and ``--summary`` (the summary printed last), so it is one
+process. Each run is an ordinary Dagster run on
 DAGSTER_HOME's instance (visible, and re-executable, in the UI).
 """
 
@@ -273,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         help="days of the synthetic transaction feed (default 5)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild everything in range")
+    parser.add_argument(
+        "--reap",
+        action="store_true",
+        help="first fail dead runs and free their pool slots (python -m finmath_assets.runs reap)",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="end with the summary (python -m finmath_assets.summary)",
+    )
     args = parser.parse_args(argv)
     if "..." not in args.market_history:
         parser.error("--market-history must be START...END, e.g. 2000-03-01...2013-03-01")
@@ -281,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     location = code_location()
     with dg.DagsterInstance.get() as instance:
+        if args.reap:
+            from finmath_assets.runs import reap
+
+            reap(instance)
         print("== FinanceMath graph: raw records to an evaluated, registered answer model")
         rebuilt = refresh_finmath(instance, location, force=args.force)
         print("== market prices: missing or outdated trading-day partitions of the history")
@@ -295,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         f"in {time.perf_counter() - started:.1f} s",
         flush=True,
     )
+    if args.summary:
+        from finmath_assets import summary
+
+        return summary.main()
     return 0
 
 

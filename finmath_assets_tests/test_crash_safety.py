@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow  # kills real Dagster runs and processes
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-REAP = [str(BIN / "python"), "-m", "finmath_assets.runs", "reap"]  # the Makefile's line
+REAP = [str(BIN / "python"), "-m", "finmath_assets.runs", "reap"]  # what `make run` does first
 
 
 def market(partition_range: str) -> list[str]:

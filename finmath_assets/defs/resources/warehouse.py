@@ -73,6 +73,14 @@ class _ReplacingPandasTypeHandler(DuckDBPandasTypeHandler):
             raise
         finally:
             connection.unregister("finmath_output_frame")
+        if partitioned and len(context.asset_partition_keys) > 1:
+            # a range (a backfill): Dagster copies output metadata onto every partition's event,
+            # so the ~2 KB schema would be stored thousands of times over, and a per-partition
+            # row count is not known here
+            context.add_output_metadata(
+                {"rows_written": obj.shape[0], "dagster/storage_kind": "duckdb"}
+            )
+            return
         columns = connection.execute(f"DESCRIBE {table}").fetchall()
         count_key = "dagster/partition_row_count" if partitioned else "dagster/row_count"
         context.add_output_metadata(
