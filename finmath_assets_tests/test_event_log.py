@@ -12,6 +12,8 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from finmath_assets.event_log import BatchingSqliteEventLogStorage
 from finmath_assets_tests.conftest import PROJECT_EVENT_LOG, project_instance
 
+pytestmark = pytest.mark.slow  # Dagster runs on real instances
+
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
 RANGE = {
     "dagster/asset_partition_range_start": "2024-01-01",
