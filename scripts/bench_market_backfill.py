@@ -107,9 +107,7 @@ def main() -> None:
     try:
         print(f"{partitions:,} trading-day partitions x 3 assets", flush=True)
         seconds, planning = _backfill(work, "project", config, args.start, args.end)
-        rows.append(
-            ("`make run`'s command, project instance (batching event log)", seconds, planning)
-        )
+        rows.append(("project instance (batching event log)", seconds, planning))
         if not args.skip_baseline:
             seconds, planning = _backfill(
                 work, "default", _without_event_log(config), args.start, args.end
