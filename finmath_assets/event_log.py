@@ -123,16 +123,16 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 for connection in connections.values():
                     connection.close()  # rolls back what was not committed
 
-    def wipe(self) -> None:
+    def _dispose_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+    def wipe(self) -> None:
+        self._dispose_engines()
         super().wipe()
 
     def dispose(self) -> None:
-        with self._db_lock:
-            for engine in self._engines.values():
-                engine.dispose()
-            self._engines.clear()
+        self._dispose_engines()
         super().dispose()

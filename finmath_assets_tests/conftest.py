@@ -53,6 +53,21 @@ PROJECT_EVENT_LOG = {
 }
 
 
+def home_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a process on the home ``root`` (FINMATH_HOME, DAGSTER_HOME under it),
+    with none of this process's FINMATH_/DAGSTER_ variables and the session's one ONNX export
+    (as a user's model cache would be); ``extra`` are more FINMATH_* values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FINMATH_", "DAGSTER_"))}
+    env.update(
+        FINMATH_HOME=str(root),
+        DAGSTER_HOME=str(root / "dagster_home"),
+        HF_HUB_OFFLINE="1",
+        FINMATH_MODEL_CACHE_DIR=os.environ["FINMATH_MODEL_CACHE_DIR"],
+        **extra,
+    )
+    return env
+
+
 def project_instance(**overrides: object) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
     """``dg.instance_for_test`` with the project's event log storage."""
     return dg.instance_for_test(overrides={**PROJECT_EVENT_LOG, **overrides})

@@ -29,7 +29,7 @@ import yaml
 from dagster._core.events import DagsterEventType
 
 from finmath_assets import runs
-from finmath_assets_tests.conftest import MATERIALIZE_ALL
+from finmath_assets_tests.conftest import MATERIALIZE_ALL, home_env
 
 pytestmark = pytest.mark.slow  # kills real Dagster runs and processes
 
@@ -64,15 +64,7 @@ class Home:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FINMATH_", "DAGSTER_"))}
-        env.update(
-            FINMATH_HOME=str(self.root),
-            DAGSTER_HOME=str(self.dagster_home),
-            HF_HUB_OFFLINE="1",
-            # the session's one ONNX export (conftest), as a user's cache would be
-            FINMATH_MODEL_CACHE_DIR=os.environ["FINMATH_MODEL_CACHE_DIR"],
-        )
-        return env
+        return home_env(self.root)
 
     def log(self, name: str) -> Path:
         path = self.root.parent / f"{name}.log"

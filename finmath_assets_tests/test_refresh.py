@@ -24,7 +24,7 @@ import pytest
 
 from finmath_assets.core.sources import CHECKSUM_FILE, EMBEDDED_DATA_DIR
 from finmath_assets.refresh import contiguous_ranges
-from finmath_assets_tests.conftest import Materialized, free_port
+from finmath_assets_tests.conftest import Materialized, free_port, home_env
 
 pytestmark = pytest.mark.slow
 
@@ -70,18 +70,13 @@ class Home:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FINMATH_", "DAGSTER_"))}
-        env.update(
-            FINMATH_HOME=str(self.root),
-            DAGSTER_HOME=str(self.dagster_home),
+        return home_env(
+            self.root,
             FINMATH_LOCAL_DATA_DIR=str(self.data),
-            FINMATH_MODEL_CACHE_DIR=os.environ["FINMATH_MODEL_CACHE_DIR"],
             FINMATH_FORECAST_BACKTEST_WINDOWS="10",
             FINMATH_FORECAST_BACKTEST_REFIT="false",
             FINMATH_AUTOMATION_INTERVAL_SECONDS="5",  # ticks a test need not wait 30 s for
-            HF_HUB_OFFLINE="1",
         )
-        return env
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.dagster_home))
