@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -217,6 +218,35 @@ def http_process(
         process.terminate()
         process.wait(30)
         log.close()
+
+
+@contextlib.contextmanager
+def process_group(
+    command: list[str], *, env: dict[str, str], log_path: Path, cwd: Path
+) -> Iterator[subprocess.Popen]:
+    """``command`` in its own session, output to ``log_path``; on the way out it is terminated
+    and its whole group killed (a daemon's code server and run workers go with it)."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+def materialization_metadata(
+    result: dg.ExecuteInProcessResult, key: dg.AssetKey
+) -> dict[str, object]:
+    """The metadata values of the run's one materialisation of ``key``."""
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def compose_example_env() -> dict[str, str]:

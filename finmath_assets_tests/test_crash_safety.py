@@ -29,7 +29,7 @@ import yaml
 from dagster._core.events import DagsterEventType
 
 from finmath_assets import runs
-from finmath_assets_tests.conftest import MATERIALIZE_ALL, home_env
+from finmath_assets_tests.conftest import MATERIALIZE_ALL, home_env, process_group
 
 pytestmark = pytest.mark.slow  # kills real Dagster runs and processes
 
@@ -328,30 +328,15 @@ def daemon_instance_config(home: Home, poll_seconds: int) -> None:
 
 @contextlib.contextmanager
 def daemon(home: Home, instance: dg.DagsterInstance) -> Iterator[subprocess.Popen]:
-    log = home.log("dagster-daemon").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=ROOT,
-        env=home.env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # its code server and run workers: one group to clean up
-    )
-    try:
+    command = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    log_path = home.log("dagster-daemon")
+    with process_group(command, env=home.env, log_path=log_path, cwd=ROOT) as process:
         home.wait(
             "the daemon's run monitoring",
             lambda: "MONITORING" in instance.get_daemon_heartbeats(),
             120,
         )
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            log.close()
 
 
 def test_under_the_daemon_run_monitoring_fails_dead_runs_and_frees_their_slots(

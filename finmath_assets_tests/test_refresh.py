@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import pytest
 
 from finmath_assets.core.sources import CHECKSUM_FILE, EMBEDDED_DATA_DIR
 from finmath_assets.refresh import contiguous_ranges
-from finmath_assets_tests.conftest import Materialized, free_port, home_env
+from finmath_assets_tests.conftest import Materialized, free_port, home_env, process_group
 
 pytestmark = pytest.mark.slow
 
@@ -244,24 +243,6 @@ class System:
         return run if run is not None and run.is_finished else None
 
 
-@contextlib.contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("w") as out:
-        # its own session: the daemon's code server and run workers are stopped with it
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
-        )
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.fixture
 def system(home: Home) -> Iterator[System]:
     """`dagster-webserver` and `dagster-daemon` as separate processes on the refreshed home."""
@@ -270,8 +251,8 @@ def system(home: Home) -> Iterator[System]:
     webserver = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-p", str(port)]
     daemon = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
     with (
-        _process(webserver, home.env, logs[0]),
-        _process(daemon, home.env, logs[1]),
+        process_group(webserver, env=home.env, log_path=logs[0], cwd=ROOT),
+        process_group(daemon, env=home.env, log_path=logs[1], cwd=ROOT),
         home.instance() as instance,
     ):
         found = System(f"http://127.0.0.1:{port}", instance, logs)

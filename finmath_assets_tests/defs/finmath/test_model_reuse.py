@@ -24,7 +24,7 @@ from finmath_assets.core.registry import (
 from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
 from finmath_assets.summary import _print_model
-from finmath_assets_tests.conftest import Materialized
+from finmath_assets_tests.conftest import Materialized, materialization_metadata
 
 pytestmark = pytest.mark.slow  # materialises the training step with Dagster
 
@@ -65,12 +65,7 @@ def _train(
         )
     )
     assert result.success
-    (event,) = [
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey(["finmath", "answer_model"])
-    ]
-    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    metadata = materialization_metadata(result, dg.AssetKey(["finmath", "answer_model"]))
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         row = conn.execute("SELECT * FROM finmath.answer_model").fetchdf()
         cv = conn.execute("SELECT * FROM finmath.cv_predictions").fetchdf()

@@ -19,6 +19,7 @@ from finmath_assets.core.market.registry import BACKTEST_METRICS_ARTIFACT
 from finmath_assets.core.registry import TRAINING_KEY_TAG
 from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
+from finmath_assets_tests.conftest import materialization_metadata
 
 pytestmark = pytest.mark.slow  # materialises forecast_job, fits and registers forecasters
 
@@ -36,12 +37,7 @@ def _run(
         .execute_in_process(instance=instance)
     )
     assert result.success
-    (event,) = [
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey(["market", "price_forecaster"])
-    ]
-    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    metadata = materialization_metadata(result, dg.AssetKey(["market", "price_forecaster"]))
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         summary = conn.execute("SELECT * FROM market.price_forecaster ORDER BY target").fetchdf()
         report = conn.execute("SELECT * FROM market.forecast_backtest_report").fetchdf()
