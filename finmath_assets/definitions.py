@@ -23,7 +23,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     domains = [finmath.build_defs(settings), market.build_defs(settings), llm.build_defs(settings)]
     return dg.Definitions.merge(
         *domains,
-        alerts.build_defs(domains),
+        alerts.build_defs(domains, settings.alert_interval_seconds),
         shared_resources.build_defs(settings),
         dg.Definitions(executor=executors.build_executor(settings.executor)),
     )

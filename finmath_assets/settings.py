@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="How often the automation sensor evaluates the conditions (Dagster's "
         "default: 30 s).",
     )
+    sensor_interval_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="How often the drop-folder sensors (price and transaction files) and the "
+        "inference-log sensor look for new files.",
+    )
     freshness_warn_hours: float = Field(
         default=26, gt=0, description="Freshness policy: warn when older than this."
     )
@@ -168,6 +174,11 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="drift_report check (warn): largest share of drifted columns.",
+    )
+    alert_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="How often the alert sensors read failed checks and failed runs.",
     )
     alert_webhook_url: str | None = Field(
         default=None,

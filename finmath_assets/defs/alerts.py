@@ -19,11 +19,13 @@ from finmath_assets.defs.resources import AlertSinkResource
 
 ALERTING_STATES = {"WARN", "FAIL"}
 # failed executions read per check and tick: more than this many failures of one check between
-# two ticks (30 s) would alert only the newest
+# two ticks (30 s by default) would alert only the newest
 CHECK_HISTORY = 25
 
 
-def build_check_failure_alerts(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
+def build_check_failure_alerts(
+    check_keys: list[dg.AssetCheckKey], interval_seconds: int = 30
+) -> dg.SensorDefinition:
     """A sensor alerting once for each failed evaluation of ``check_keys``.
 
     Reads each check's recent failed executions, not only its latest: a failed day of a
@@ -34,7 +36,7 @@ def build_check_failure_alerts(check_keys: list[dg.AssetCheckKey]) -> dg.SensorD
 
     @dg.sensor(
         name="check_failure_alerts",
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Alerts on every failed asset-check evaluation.",
     )
@@ -111,22 +113,30 @@ def build_freshness_alerts(keys: list[dg.AssetKey]) -> dg.SensorDefinition:
     return freshness_alerts
 
 
-@dg.run_failure_sensor(
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on every failed run (a failed blocking check fails its run too).",
-)
-def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkResource) -> None:
-    run = context.dagster_run
-    alerts.send(
-        "run_failed",
-        run.job_name,
-        context.failure_event.message or "run failed",
-        {"run_id": run.run_id},
+def build_run_failure_alerts(interval_seconds: int = 30) -> dg.SensorDefinition:
+    """A run-failure sensor alerting once for each failed run."""
+
+    @dg.run_failure_sensor(
+        name="run_failure_alerts",
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts on every failed run (a failed blocking check fails its run too).",
     )
+    def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkResource) -> None:
+        run = context.dagster_run
+        alerts.send(
+            "run_failed",
+            run.job_name,
+            context.failure_event.message or "run failed",
+            {"run_id": run.run_id},
+        )
+
+    return run_failure_alerts
 
 
-def build_defs(domains: Sequence[dg.Definitions]) -> dg.Definitions:
-    """The alert sensors, watching every check and freshness policy the domains define."""
+def build_defs(domains: Sequence[dg.Definitions], interval_seconds: int = 30) -> dg.Definitions:
+    """The alert sensors, watching every check and freshness policy the domains define; the
+    check and run sensors tick every ``interval_seconds`` (freshness changes by the hour)."""
     check_keys = [key for d in domains for c in d.asset_checks or [] for key in c.check_keys]
     fresh = [
         spec.key
@@ -138,8 +148,8 @@ def build_defs(domains: Sequence[dg.Definitions]) -> dg.Definitions:
     ]
     return dg.Definitions(
         sensors=[
-            build_check_failure_alerts(check_keys),
+            build_check_failure_alerts(check_keys, interval_seconds),
             build_freshness_alerts(fresh),
-            run_failure_alerts,
+            build_run_failure_alerts(interval_seconds),
         ]
     )

@@ -12,7 +12,7 @@ from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.alerts import (
     build_check_failure_alerts,
     build_freshness_alerts,
-    run_failure_alerts,
+    build_run_failure_alerts,
 )
 from finmath_assets.defs.finmath.checks import CHECKS
 from finmath_assets.defs.resources import AlertSinkResource
@@ -46,7 +46,7 @@ def test_failed_check_and_failed_run_alert_once_to_file_and_webhook(
             dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": sink})
         )
         failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        run_failure_alerts(
+        build_run_failure_alerts()(
             dg.build_run_status_sensor_context(
                 sensor_name="run_failure_alerts",
                 dagster_event=failure,

@@ -26,6 +26,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         jobs=[jobs.FINMATH_JOB],
         sensors=[
             jobs.build_automation_sensor(settings.automation_interval_seconds),
-            build_inference_log_sensor(settings.inference_log_dir),
+            build_inference_log_sensor(
+                settings.inference_log_dir, settings.sensor_interval_seconds
+            ),
         ],
     )

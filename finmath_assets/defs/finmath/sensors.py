@@ -13,14 +13,14 @@ from finmath_assets.defs.constants import KEY_PREFIX
 INFERENCE_LOG = dg.AssetKey([KEY_PREFIX, "inference_log"])
 
 
-def build_inference_log_sensor(directory: Path) -> dg.SensorDefinition:
+def build_inference_log_sensor(directory: Path, interval_seconds: int = 60) -> dg.SensorDefinition:
     """Requests ``inference_log`` when the service has appended predictions since the last run
     (the cursor holds each file's size: files only grow, a new day makes a new file)."""
 
     @dg.sensor(
         name="inference_log_files",
         target=dg.AssetSelection.assets(INFERENCE_LOG),
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Ingests the inference service's prediction files when they grow.",
     )

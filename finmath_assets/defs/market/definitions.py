@@ -19,15 +19,18 @@ ASSET_MODULES = [prices, transactions, forecasting]
 
 def build_defs(settings: Settings) -> dg.Definitions:
     feeds = MarketFeedsResource.from_settings(settings)
+    interval = settings.sensor_interval_seconds
     return dg.Definitions(
         assets=with_freshness(load_versioned_assets(ASSET_MODULES), settings),
         asset_checks=checks.MARKET_CHECKS,
         jobs=[jobs.MARKET_PRICES_JOB, jobs.TRANSACTIONS_JOB, jobs.FORECAST_JOB],
         schedules=[jobs.WEEKLY_RETRAIN],
         sensors=[
-            build_price_files_sensor(feeds.prices_dir, jobs.MARKET_PRICES_JOB.name, TRADING_DAYS),
+            build_price_files_sensor(
+                feeds.prices_dir, jobs.MARKET_PRICES_JOB.name, TRADING_DAYS, interval
+            ),
             build_transaction_files_sensor(
-                feeds.transactions_dir, jobs.TRANSACTIONS_JOB.name, TRANSACTION_FILES
+                feeds.transactions_dir, jobs.TRANSACTIONS_JOB.name, TRANSACTION_FILES, interval
             ),
         ],
     )

@@ -48,14 +48,17 @@ def _written_since(
 
 
 def build_price_files_sensor(
-    directory: Path, job_name: str, partitions_def: dg.TimeWindowPartitionsDefinition
+    directory: Path,
+    job_name: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
     """Requests the trading-day partition of each new or changed ``prices_YYYY-MM-DD.csv``."""
 
     @dg.sensor(
         name="price_files",
         job_name=job_name,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Ingests each new daily price file dropped in {directory}.",
     )
@@ -87,14 +90,17 @@ def build_price_files_sensor(
 
 
 def build_transaction_files_sensor(
-    directory: Path, job_name: str, partitions_def: dg.DynamicPartitionsDefinition
+    directory: Path,
+    job_name: str,
+    partitions_def: dg.DynamicPartitionsDefinition,
+    interval_seconds: int = 60,
 ) -> dg.SensorDefinition:
     """Adds a dynamic partition per new ``transactions_YYYY-MM-DD.csv`` and requests it."""
 
     @dg.sensor(
         name="transaction_files",
         job_name=job_name,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Ingests each new card-transaction file dropped in {directory}.",
     )
