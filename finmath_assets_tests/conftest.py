@@ -35,7 +35,7 @@ from finmath_assets.settings import Settings
 
 # Fixtures that build the real graph: a test asking for one is slow, marked or not, so a new test
 # on them cannot slip into `make test-fast` (pytest -m "not slow").
-SLOW_FIXTURES = {"materialized_real", "warm_copy", "registry_copy"}
+SLOW_FIXTURES = {"materialized_real", "warm_copy", "registry_copy", "refreshed_home"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -140,6 +140,16 @@ def materialized_real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mate
     home = tmp_path_factory.mktemp("real") / "home"
     with pytest.MonkeyPatch.context() as monkeypatch, project_instance() as instance:
         yield materialize(home, monkeypatch, instance)
+
+
+@pytest.fixture(scope="session")
+def refreshed_home(materialized_real: Materialized, tmp_path_factory: pytest.TempPathFactory):
+    """A home as `make run` leaves it, twice (``homes.py``); the live tests change it."""
+    from finmath_assets_tests.homes import build_refreshed_home
+
+    return build_refreshed_home(
+        materialized_real.settings.warehouse_path, tmp_path_factory.mktemp("refresh")
+    )
 
 
 @pytest.fixture
