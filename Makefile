@@ -16,7 +16,7 @@ REFRESH_FLAGS ?=
 export FINMATH_HOME DAGSTER_HOME HF_HUB_OFFLINE
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install system-deps dagster-home run dev serve test test-fast lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
+.PHONY: help install system-deps dagster-home run dev serve test test-fast test-live lint bench bench-serving bench-forecast bench-backfill bench-sandbox llm-local test-llm eval-llm llm-stop clean
 
 help:
 	@echo "make run    set up, then bring every asset up to date on the embedded data and print a summary"
@@ -24,7 +24,9 @@ help:
 	@echo "            only what is missing or changed is rebuilt (REFRESH_FLAGS=--force: everything)"
 	@echo "make test   set up (venv, install, make system-deps), then run the whole test suite"
 	@echo "make test-fast  set up, then only the tests not marked slow (pure core and unit tests, ~1 min)"
-	@echo "make system-deps  the Debian packages the tests need (bubblewrap, prometheus, postgresql)"
+	@echo "make test-live  set up, then only the live tests: webserver, daemon, service and a browser"
+	@echo "make system-deps  the Debian packages the tests need (bubblewrap, prometheus, postgresql,"
+	@echo "            chromium)"
 	@echo "make dev    set up, then start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make serve  set up, then start the inference API on http://127.0.0.1:8000 (after make run)"
 	@echo "make lint   ruff check + format check, mypy (strict: core, serving, llm_local), hadolint,"
@@ -38,10 +40,13 @@ help:
 	@echo "make test-llm   the end-to-end LLM tests against that local server"
 	@echo "make eval-llm   llm_qa_eval on the validation split with the local model (LLM_EVAL_LIMIT)"
 
+# pip compiles the installed modules one file at a time; compileall does it on every core
+# (the same .pyc files, ~35 s sooner on two cores; some packages ship files that do not compile)
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
+	-@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null
 	@touch $@
 
 install: $(INSTALLED)
@@ -67,6 +72,11 @@ serve: $(INSTALLED)
 
 test: system-deps $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# only the live tests of the running system (finmath_assets_tests/live: webserver, daemon,
+# service, Chromium); make test runs them too
+test-live: system-deps $(INSTALLED)
+	$(BIN)/python -m pytest -m live
 
 # no Dagster materialisation, no trained model, no server started (the sandbox tests need bwrap)
 test-fast: system-deps $(INSTALLED)

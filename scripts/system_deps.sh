@@ -10,6 +10,8 @@
 #   bubblewrap  the sandbox's stronger isolation (the seccomp fallback is tested beside it)
 #   prometheus  promtool checks the alert rules and dashboards; a real Prometheus scrapes the service
 #   postgresql  the production-profile test runs Dagster and MLflow on a throwaway cluster
+#   chromium    the live tests drive the Dagster UI in it (Playwright, from PyPI, launches
+#               Debian's browser: its own browser download is not needed)
 set -euo pipefail
 
 # package -> how to tell it is installed
@@ -18,13 +20,14 @@ present() {
     bubblewrap) command -v bwrap >/dev/null ;;
     prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null ;;
+    chromium) command -v chromium >/dev/null ;;
     wrk) command -v wrk >/dev/null ;;
     *) echo "system_deps: unknown package '$1'" >&2; exit 2 ;;
   esac
 }
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(bubblewrap prometheus postgresql)
+[ ${#wanted[@]} -gt 0 ] || wanted=(bubblewrap prometheus postgresql chromium)
 
 missing=()
 for package in "${wanted[@]}"; do
