@@ -314,13 +314,19 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
+    with Receiver() as hook:
+        yield hook
 
 
 def read_alerts(path: Path) -> list[dict]:

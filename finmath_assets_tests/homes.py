@@ -54,10 +54,16 @@ class Home:
         return dg.DagsterInstance.from_config(str(self.dagster_home))
 
 
+def registry_client(root: Path) -> mlflow.MlflowClient:
+    """A client of the home's MLflow store, its registry included (never the process-global
+    one a test may have set)."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def registered_versions(root: Path) -> dict[str, int]:
     """Model name -> number of registered versions in the home's MLflow store."""
-    uri = f"sqlite:///{root / 'mlflow.db'}"  # the registry too: a test may have set another
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry_client(root)
     return {
         model.name: len(client.search_model_versions(f"name='{model.name}'"))
         for model in client.search_registered_models()

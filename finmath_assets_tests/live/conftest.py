@@ -22,10 +22,8 @@ SENSOR_SECONDS = "5"  # drop-folder and alert sensors: ticks a test need not wai
 
 @pytest.fixture(scope="module")
 def hook() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
+    with Receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 
 from finmath_assets.core.market.prices import PRICE_COLUMNS
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import service_process
-from finmath_assets_tests.homes import registered_versions
+from finmath_assets_tests.homes import registered_versions, registry_client
 from finmath_assets_tests.live.system import ARTEFACTS, LiveSystem
 
 pytestmark = [pytest.mark.slow, pytest.mark.live]
@@ -148,7 +147,7 @@ def test_the_daemon_retrains_after_the_ui_launch_and_ignores_an_unchanged_reinge
         assert model["promoted"] is (
             better and model["cv_signed_log_mae"] <= model["median_baseline_signed_log_mae"]
         ), model
-        client = _registry(system)
+        client = registry_client(system.home.root)
         champion = client.get_model_version_by_alias(ANSWER_MODEL, "champion").version
         assert str(champion) == ("2" if model["promoted"] else "1")
 
@@ -166,11 +165,6 @@ def test_the_daemon_retrains_after_the_ui_launch_and_ignores_an_unchanged_reinge
         finished = system.wait_finished(again, 180)
         assert finished.status == dg.DagsterRunStatus.SUCCESS
         assert _automation_runs_after(system, finished) == []
-
-
-def _registry(system: LiveSystem) -> mlflow.MlflowClient:
-    uri = f"sqlite:///{system.home.root / 'mlflow.db'}"
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 class Load:
@@ -211,7 +205,7 @@ def test_the_service_follows_a_new_champion_under_load_without_an_error(
     env = {"FINMATH_SERVING_REFRESH_SECONDS": str(refresh_seconds)}
     with service_process(settings, ARTEFACTS, env) as url:
         system.logs["uvicorn"] = ARTEFACTS / "uvicorn.log"
-        client = _registry(system)
+        client = registry_client(system.home.root)
         with system.step("the service serves the champion"):
             before = str(client.get_model_version_by_alias(ANSWER_MODEL, "champion").version)
             assert httpx.get(f"{url}/model").json()["version"] == before
