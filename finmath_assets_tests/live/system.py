@@ -188,6 +188,16 @@ class LiveSystem:
 
     # -- alerts --------------------------------------------------------------------------------
 
+    def wait_for_alerts(
+        self, kind: str, subject: str, timeout: float = 120
+    ) -> tuple[list[dict], list[dict]]:
+        """:meth:`alerts` once both sinks hold at least one."""
+        return self.wait(
+            f"a {kind} alert about {subject} at both sinks",
+            lambda: all(found := self.alerts(kind, subject)) and found,
+            timeout,
+        )
+
     def alerts(self, kind: str, subject: str) -> tuple[list[dict], list[dict]]:
         """The alerts of ``kind`` about ``subject`` in alerts.jsonl and at the webhook."""
         in_file = [

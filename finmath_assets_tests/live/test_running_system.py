@@ -49,13 +49,12 @@ def _rewrite_validation(system: LiveSystem, change) -> None:
 
 
 def _automation_runs_after(system: LiveSystem, run: dg.DagsterRun) -> list[dg.DagsterRun]:
-    """Once ``run`` has finished: wait for an automation tick after it, then the runs created
-    since (what the daemon launched in reply)."""
-    ended = time.time()
-    system.wait_for_tick("finmath_automation", ended)
+    """Once ``run`` has finished: wait for an automation tick after it, then every run created
+    after ``run`` (what the daemon launched in reply, and anything else launched meanwhile)."""
+    system.wait_for_tick("finmath_automation", time.time())
     record = system.instance.get_run_record_by_id(run.run_id)
     assert record is not None
-    return [r for r in system.runs_created_after(record.create_timestamp.timestamp())]
+    return system.runs_created_after(record.create_timestamp.timestamp())
 
 
 def test_the_ui_shows_lineage_and_checks_and_materializes_raw_records(system: LiveSystem) -> None:
@@ -270,11 +269,7 @@ def test_dropped_price_files_are_ingested_and_a_bad_one_alerts(system: LiveSyste
     subject = "market/rejected_market_prices:quarantine_within_limit"
     with system.step("the wrong header: the day's quarantine check fails and alerts"):
         run = system.wait("the bad file's run", lambda: _partition_run(system, BAD_DAY), 180)
-        in_file, at_hook = system.wait(
-            "the quarantine alert at both sinks",
-            lambda: all(found := system.alerts("asset_check_failed", subject)) and found,
-            120,
-        )
+        in_file, at_hook = system.wait_for_alerts("asset_check_failed", subject)
         assert len(in_file) == len(at_hook) == 1
         assert f"prices_{BAD_DAY}.csv rejected whole" in in_file[0]["message"]
         assert in_file[0]["details"]["run_id"] == run.run_id
@@ -305,11 +300,7 @@ def test_a_failing_blocking_check_stops_the_graph_and_alerts_once(system: LiveSy
         assert system.wait_finished(chain.run_id, 300).status == dg.DagsterRunStatus.FAILURE
 
     with system.step("one alert at both sinks, and the downstream assets are not built"):
-        in_file, at_hook = system.wait(
-            "the labelled_count alert at both sinks",
-            lambda: all(found := system.alerts("asset_check_failed", subject)) and found,
-            120,
-        )
+        in_file, at_hook = system.wait_for_alerts("asset_check_failed", subject)
         assert "199 labelled records (expected 200)" in in_file[0]["message"]
         moment = time.time()
         system.wait_for_tick("check_failure_alerts", moment)  # a later tick sends nothing again
