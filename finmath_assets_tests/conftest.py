@@ -91,7 +91,7 @@ def real_by_id(real_validation, real_test) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    """The embedder the project uses by default (ONNX Runtime backend)."""
+    """The embedder the project uses by default (OpenVINO on the ONNX export)."""
     return Settings().embedder().load()
 
 

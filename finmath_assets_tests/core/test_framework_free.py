@@ -53,6 +53,7 @@ def test_core_modules_import_without_dagster_or_fastapi() -> None:
         "embeddings",
         "sources",
         "onnx_encoder",
+        "openvino_encoder",
         "market.prices",
         "market.forecasting",
         "llm.client",
