@@ -29,6 +29,9 @@ from finmath_assets.core.registry import (
     version_by_alias,
     version_by_training_key,
 )
+from finmath_assets.core.registry import (
+    EMBEDDING_MODEL_TAG as EMBEDDING,
+)
 
 pytestmark = pytest.mark.slow  # registers model versions
 NAME = "test-model"
@@ -53,11 +56,14 @@ def store(tmp_path: Path) -> Iterator[tuple[MlflowClient, str, str]]:
         mlflow.set_registry_uri(previous[1])
 
 
-def _register(client: MlflowClient, experiment_id: str, metric: float) -> str:
-    """A run logging ``PRIMARY_METRIC`` and a model version of ``NAME`` from it."""
+def _register(
+    client: MlflowClient, experiment_id: str, metric: float, embeds: str | None = None
+) -> str:
+    """A run logging ``PRIMARY_METRIC`` (and tagged with the embedding model id ``embeds``) and a
+    model version of ``NAME`` from it."""
     if not client.search_registered_models(f"name = '{NAME}'"):
         client.create_registered_model(NAME)
-    run = client.create_run(experiment_id)
+    run = client.create_run(experiment_id, tags={} if embeds is None else {EMBEDDING: embeds})
     client.log_metric(run.info.run_id, PRIMARY_METRIC, metric)
     client.set_terminated(run.info.run_id)
     version = client.create_model_version(
@@ -123,6 +129,58 @@ def test_first_version_is_champion_a_worse_one_is_not_a_better_one_is(store) -> 
     assert expected.items() <= version.tags.items()
     assert expected.items() <= client.get_run(version.run_id).data.tags.items()
     assert client.get_model_version(NAME, "1").tags["finmath.champion_metric"] == "none"
+
+
+def test_a_champion_on_other_embeddings_is_no_bar_but_the_baseline_still_is(store) -> None:
+    """After a change of embedding backend the old champion cannot be served any more (the
+    service refuses a model trained on other vectors): a challenger on the new embeddings
+    replaces it if it beats the baseline, even when its CV is a little worse."""
+    client, _, experiment_id = store
+    old, new = "minilm+onnx-fp32", "minilm+openvino-bf16"
+    promote_challenger(
+        client,
+        NAME,
+        _register(client, experiment_id, 2.50, old),
+        challenger_metric=2.50,
+        baseline_metric=3.0,
+        embedding_model_id=old,
+    )
+    same = promote_challenger(
+        client,
+        NAME,
+        _register(client, experiment_id, 2.51, old),
+        challenger_metric=2.51,
+        baseline_metric=3.0,
+        embedding_model_id=old,
+    )
+    assert not same.promoted  # same embeddings: the champion is the bar as before
+    switched = promote_challenger(
+        client,
+        NAME,
+        _register(client, experiment_id, 2.51, new),
+        challenger_metric=2.51,
+        baseline_metric=3.0,
+        embedding_model_id=new,
+    )
+    assert switched.promoted and switched.champion_version == "3"
+    assert switched.champion_metric == pytest.approx(2.50)
+    assert switched.reason == (
+        f"the champion (v1) was trained on {old} embeddings, which this deployment no longer "
+        "computes; the challenger beats the median baseline"
+    )
+    assert _aliases(client) == {CHAMPION: "3", CHALLENGER: "3"}
+    below_baseline = promote_challenger(
+        client,
+        NAME,
+        _register(client, experiment_id, 3.2, old),
+        challenger_metric=3.2,
+        baseline_metric=3.0,
+        embedding_model_id=old,
+    )
+    assert not below_baseline.promoted and "does not beat the median baseline" in (
+        below_baseline.reason
+    )
+    assert _aliases(client) == {CHAMPION: "3", CHALLENGER: "4"}
 
 
 def test_a_challenger_that_does_not_beat_the_baseline_is_not_promoted(store) -> None:
@@ -222,6 +280,8 @@ def test_logged_answer_model_is_registered_promoted_and_loads(store) -> None:
     champion = load_model(NAME, tracking_uri=uri)
     assert champion.version == "1" and champion.feature_columns == ["a", "emb_000"]
     np.testing.assert_array_equal(np.asarray(champion.predict(X)), estimator.predict(X))
+    # the service's path (booster and inverse transform from a matrix) gives the same numbers
+    assert champion.predict_matrix(X.to_numpy(np.float64)) == champion.predict(X)
 
 
 def test_a_version_is_found_by_its_training_key_and_none_for_another(store) -> None:

@@ -265,6 +265,7 @@ def train_answer_model(
             challenger_metric=cv.metrics["model"]["signed_log_mae"],
             baseline_metric=cv.metrics["median_baseline"]["signed_log_mae"],
             training_key=key,
+            embedding_model_id=embedding_model.model_id,
         )
         run_id = run.info.run_id
     context.log.info(f"registered {model_name} v{new_version}: {promotion.reason}")
