@@ -151,6 +151,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--seconds", type=int, default=20, help="load time per level")
+    parser.add_argument(
+        "--ours-only", action="store_true", help="skip the peer (quick iterations; no ratios)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench-serving does)")
@@ -209,6 +212,8 @@ def main() -> int:
         }
         script = Path(tmp) / "bench.lua"
         script.write_text(WRK_SCRIPT)
+        if args.ours_only:
+            del services["mlflow models serve"]
         for name, (cmd, health, url, bodies) in services.items():
             body_file = Path(tmp) / f"{name.split()[0]}-bodies.jsonl"
             body_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
@@ -228,6 +233,8 @@ def main() -> int:
             finally:
                 process.terminate()
                 process.wait(30)
+    if args.ours_only:
+        return 0
     print()
     print(
         "| concurrency | ours req/s | peer req/s | ratio | ours p50 / p99 ms | peer p50 / p99 ms |"

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.features import features_from_request
@@ -43,13 +42,13 @@ def predict_batch(queries: Sequence[Query], embedder: Embedder, state: ModelStat
     ]
     columns = model.feature_columns
     matrix = np.array([[row[c] for c in columns] for row in rows], dtype=np.float64)
-    predictions = model.predict(pd.DataFrame(matrix, columns=columns))
+    predictions = model.predict_matrix(matrix)
     return [
         Answer(
-            prediction=float(p),
+            prediction=p,
             model_name=model.name,
             model_version=model.version,
-            features={c: row[c] for c in model.feature_columns},
+            features={c: row[c] for c in columns},
         )
         for p, row in zip(predictions, rows, strict=True)
     ]

@@ -150,7 +150,9 @@ async def running(settings: Settings, serving: ServingSettings) -> AsyncIterator
     metrics = ServiceMetrics()
     forecasters = _forecasters(settings, metrics)
     # the same model and backend as the assets; loaded once, before the first request
-    embedder = await asyncio.to_thread(settings.embedder(threads=serving.embed_threads).load)
+    embedder = await asyncio.to_thread(
+        settings.embedder(threads=serving.embed_threads, parallel=serving.workers).load
+    )
     state = _model_state(settings, serving, embedder, metrics)
     model = await asyncio.to_thread(state.load_initial, may_wait=serving.wait_for_model)
     if model is not None:

@@ -43,10 +43,10 @@ class ServingSettings(BaseSettings):
         description="Inference threads, each running one micro-batch at a time (one per core).",
     )
     embed_threads: int = Field(
-        default=1,
+        default=0,
         ge=0,
-        description="Threads per encode call (1: parallelism comes from the workers; "
-        "0: the runtime's default, every core).",
+        description="Cores the encoder uses (0: every core available). A request encoded while "
+        "no other is gets all of them; overlapping ones get a share each (cores / workers).",
     )
     log_flush_seconds: float = Field(default=1.0, gt=0)
     forecast_max_tickers: int = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -51,8 +52,13 @@ def _slug(text: str) -> str:
 TOPIC_COLUMNS: tuple[str, ...] = tuple(f"topic__{_slug(topic)}" for topic in TOPICS)
 
 
+@cache
+def _embedding_names(embedding_dim: int) -> tuple[str, ...]:
+    return tuple(f"{EMBEDDING_PREFIX}{i:03d}" for i in range(embedding_dim))
+
+
 def embedding_columns(embedding_dim: int) -> list[str]:
-    return [f"{EMBEDDING_PREFIX}{i:03d}" for i in range(embedding_dim)]
+    return list(_embedding_names(embedding_dim))
 
 
 def feature_columns(embedding_dim: int) -> list[str]:
@@ -120,7 +126,7 @@ def build_feature_vector(
     embedding_array = np.asarray(embedding, dtype=np.float32)
     vector.update(
         zip(
-            embedding_columns(embedding_array.size),
+            _embedding_names(embedding_array.size),  # built once: every request needs them
             embedding_array.astype(np.float64).tolist(),
             strict=True,
         )
