@@ -10,7 +10,7 @@ so the precision is part of the model id and a model is trained on the vectors i
 from __future__ import annotations
 
 import importlib.metadata
-import threading
+import queue
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -45,21 +45,42 @@ def runtime_id() -> str:
 class OpenVinoEncoder(OnnxEncoder):
     """``OnnxEncoder`` with OpenVINO's CPU plugin running the graph.
 
-    One compiled model per runner: the lone-call runner is one stream with every thread; the
-    shared runner has one stream per concurrent caller (OpenVINO runs one request per stream at a
-    time, so two callers on a one-stream model would queue). Each caller thread keeps its own
-    infer request per compiled model.
+    Every compiled model has one stream, so a call runs in the calling thread (plus helper
+    threads when it has more than one): no hand-off to a stream thread, whose wake-ups and
+    spin-waits cost ~10 % of the throughput under load. The lone-call runner is one model with
+    every thread; the shared runner is one single-thread model per concurrent caller, lent to
+    one call at a time. Threads are not pinned to cores: two pinned single-thread models
+    land on the same core (measured: half the throughput), and a service shares its host.
     """
 
     def _runner(self, onnx_path: Path, threads: int, parallel: int) -> Runner:
+        free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(parallel):
+            free.put(self._compile(onnx_path, threads).create_infer_request())
+
+        def run(feed: Feed) -> np.ndarray:
+            request = free.get()  # a free model; with more callers than models, wait for one
+            try:
+                # shared: OpenVINO reads our arrays and writes its own output buffer without
+                # copies; the buffer is reused by the request's next call, so copy the result
+                outputs = request.infer(feed, share_inputs=True, share_outputs=True)
+                return np.array(outputs[0], copy=True)
+            finally:
+                free.put(request)
+
+        return run
+
+    @staticmethod
+    def _compile(onnx_path: Path, threads: int) -> Any:
         precision = native_precision()
         config = {
             "INFERENCE_PRECISION_HINT": precision,
-            "NUM_STREAMS": str(parallel),
-            "PERFORMANCE_HINT": "LATENCY" if parallel == 1 else "THROUGHPUT",
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "ENABLE_CPU_PINNING": "NO",
         }
         if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads * parallel)
+            config["INFERENCE_NUM_THREADS"] = str(threads)
         compiled = _core().compile_model(str(onnx_path), "CPU", config)
         actual = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
         if ("bfloat16" if precision == "bf16" else "float32") not in actual:
@@ -67,15 +88,4 @@ class OpenVinoEncoder(OnnxEncoder):
                 f"OpenVINO compiled the embedding model in {actual}, not {precision}: the vectors "
                 "would not match the model id; use FINMATH_EMBEDDING_BACKEND=onnx"
             )
-        local = threading.local()
-
-        def run(feed: Feed) -> np.ndarray:
-            request = getattr(local, "request", None)
-            if request is None:
-                request = local.request = compiled.create_infer_request()
-            # shared: OpenVINO reads our arrays and writes its own output buffer without copies
-            # (~10 % more texts/s under load); the buffer is reused by the next call, so copy it
-            outputs = request.infer(feed, share_inputs=True, share_outputs=True)
-            return np.array(outputs[0], copy=True)
-
-        return run
+        return compiled
