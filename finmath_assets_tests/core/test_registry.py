@@ -19,6 +19,7 @@ from finmath_assets.core.registry import (
     FEATURE_COLUMNS_ARTIFACT,
     PRIMARY_METRIC,
     TRAINING_KEY_TAG,
+    PromotionResult,
     decide_promotion,
     find_reusable_version,
     load_model,
@@ -137,31 +138,22 @@ def test_a_champion_on_other_embeddings_is_no_bar_but_the_baseline_still_is(stor
     replaces it if it beats the baseline, even when its CV is a little worse."""
     client, _, experiment_id = store
     old, new = "minilm+onnx-fp32", "minilm+openvino-bf16"
-    promote_challenger(
-        client,
-        NAME,
-        _register(client, experiment_id, 2.50, old),
-        challenger_metric=2.50,
-        baseline_metric=3.0,
-        embedding_model_id=old,
-    )
-    same = promote_challenger(
-        client,
-        NAME,
-        _register(client, experiment_id, 2.51, old),
-        challenger_metric=2.51,
-        baseline_metric=3.0,
-        embedding_model_id=old,
-    )
-    assert not same.promoted  # same embeddings: the champion is the bar as before
-    switched = promote_challenger(
-        client,
-        NAME,
-        _register(client, experiment_id, 2.51, new),
-        challenger_metric=2.51,
-        baseline_metric=3.0,
-        embedding_model_id=new,
-    )
+
+    def promote(metric: float, embeds: str) -> PromotionResult:
+        """A version trained on ``embeds`` with CV ``metric``, through the gate (baseline 3.0)."""
+        version = _register(client, experiment_id, metric, embeds)
+        return promote_challenger(
+            client,
+            NAME,
+            version,
+            challenger_metric=metric,
+            baseline_metric=3.0,
+            embedding_model_id=embeds,
+        )
+
+    promote(2.50, old)
+    assert not promote(2.51, old).promoted  # same embeddings: the champion is the bar as before
+    switched = promote(2.51, new)
     assert switched.promoted and switched.champion_version == "3"
     assert switched.champion_metric == pytest.approx(2.50)
     assert switched.reason == (
@@ -169,17 +161,9 @@ def test_a_champion_on_other_embeddings_is_no_bar_but_the_baseline_still_is(stor
         "computes; the challenger beats the median baseline"
     )
     assert _aliases(client) == {CHAMPION: "3", CHALLENGER: "3"}
-    below_baseline = promote_challenger(
-        client,
-        NAME,
-        _register(client, experiment_id, 3.2, old),
-        challenger_metric=3.2,
-        baseline_metric=3.0,
-        embedding_model_id=old,
-    )
-    assert not below_baseline.promoted and "does not beat the median baseline" in (
-        below_baseline.reason
-    )
+    below_baseline = promote(3.2, old)
+    assert not below_baseline.promoted
+    assert "does not beat the median baseline" in below_baseline.reason
     assert _aliases(client) == {CHAMPION: "3", CHALLENGER: "4"}
 
 
