@@ -1,7 +1,8 @@
 """One client for OpenAI-compatible chat endpoints (vLLM, llama.cpp's ``llama-server``,
 Ollama's ``/v1``, OpenAI), on the ``openai`` SDK.
 
-Deterministic and bounded: temperature 0, ``max_tokens``, a per-attempt timeout and a number of
+Deterministic by default and bounded: temperature 0 (a caller sampling for self-consistency
+passes a temperature and a seed), ``max_tokens``, a per-attempt timeout and a number of
 retries (the SDK retries connection errors, timeouts, 408/409/429 and 5xx with exponential
 backoff, so one call may take up to ``(max_retries + 1) * timeout_seconds`` plus the backoff).
 Every failure to get a completion becomes one :class:`LLMError` naming the endpoint and model.
@@ -211,9 +212,18 @@ class LLMClient:
         )
 
     def complete(
-        self, messages: Sequence[Mapping[str, str]], *, prefill: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        prefill: str | None = None,
+        temperature: float = 0.0,
+        seed: int | None = None,
     ) -> Completion:
-        """One completion at temperature 0. Raises :class:`LLMError` when none comes."""
+        """One completion (greedy at the default temperature 0; ``seed`` makes a sample at a
+        higher temperature repeatable on servers that honour it). Raises :class:`LLMError`
+        when none comes."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be 0 or more, got {temperature}")
         sent: list[dict[str, str]] = [dict(message) for message in messages]
         if prefill:
             sent.append({"role": "assistant", "content": prefill})
@@ -225,9 +235,11 @@ class LLMClient:
             if prefill and self.prefill_mode == "chatml":
                 # a true prefill on servers whose chat endpoint closes the final assistant
                 # message (llama-cpp-python's): the ChatML text, left open, to /v1/completions
-                body_text = self._create_text(chatml_prompt(sent))
+                body_text = self._create_text(
+                    chatml_prompt(sent), temperature=temperature, seed=seed
+                )
             else:
-                body_text = self._create_chat(sent, extra_body)
+                body_text = self._create_chat(sent, extra_body, temperature=temperature, seed=seed)
         except openai.APITimeoutError as exc:
             raise self._error(
                 f"timed out after {self.timeout_seconds:g} s per attempt "
@@ -249,25 +261,32 @@ class LLMClient:
         latency = time.perf_counter() - started
         return self._parse(body_text, latency, prefill)
 
-    def _create_text(self, prompt: str) -> str:
+    def _create_text(self, prompt: str, *, temperature: float, seed: int | None) -> str:
         """The body of one ``/v1/completions`` response (raises the SDK's errors)."""
         raw = self._client.completions.with_raw_response.create(
             model=self.model,
             prompt=prompt,
-            temperature=0.0,
+            temperature=temperature,
+            seed=seed if seed is not None else openai.omit,
             max_tokens=self.max_tokens,
             stop=["<|im_end|>", "<|endoftext|>"],
         )
         return raw.http_response.text
 
     def _create_chat(
-        self, messages: Sequence[Mapping[str, str]], extra_body: Mapping[str, bool] | None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        extra_body: Mapping[str, bool] | None,
+        *,
+        temperature: float,
+        seed: int | None,
     ) -> str:
         """The body of one ``/v1/chat/completions`` response (raises the SDK's errors)."""
         raw = self._client.chat.completions.with_raw_response.create(
             model=self.model,
             messages=[_chat_message(message) for message in messages],
-            temperature=0.0,
+            temperature=temperature,
+            seed=seed if seed is not None else openai.omit,
             max_tokens=self.max_tokens,
             extra_body=extra_body,
         )
