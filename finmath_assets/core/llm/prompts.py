@@ -15,6 +15,9 @@ Two variants, both asking the model for ``def solution():`` whose return value i
   answer), the question, and an assistant prefill that starts the answer as
   ``def solution():`` inside a code fence (see :mod:`finmath_assets.core.llm.client` for which
   servers continue a prefill).
+
+:func:`repair_messages` continues either conversation when a program failed: the model's reply,
+then the error, and a request for the corrected program.
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ IMPROVED_SYSTEM = (
     "Python; the math module is allowed. Do not round unless the question asks for it. Reply "
     "with the program only, in one ```python block."
 )
+
+REPAIR_REQUEST = (
+    "Running that program failed:\n```\n{problem}\n```\nWrite the corrected program: the same "
+    "`solution()` without arguments, returning one number. Reply with the program only, in one "
+    "```python block."
+)
+REPAIR_PROBLEM_LINES = 12  # the end of a traceback says what went wrong
 
 Message = dict[str, str]
 
@@ -182,3 +192,15 @@ def build_prompt(
             example_ids=tuple(example_ids),
         )
     raise ValueError(f"unknown prompt variant {variant!r}; choose one of {PROMPT_VARIANTS}")
+
+
+def repair_messages(messages: Sequence[Message], reply: str, problem: str) -> list[Message]:
+    """``messages`` continued by the model's failed ``reply`` and a request to fix it, naming
+    the ``problem`` (its last lines: the end of a traceback). The caller sends the same prefill
+    again, so the repaired answer is read exactly as the first one."""
+    tail = "\n".join(problem.strip().splitlines()[-REPAIR_PROBLEM_LINES:]) or "no output"
+    return [
+        *messages,
+        {"role": "assistant", "content": reply.strip()},
+        {"role": "user", "content": REPAIR_REQUEST.format(problem=tail)},
+    ]
