@@ -21,6 +21,7 @@ from finmath_assets.core.embeddings import (
 )
 
 if TYPE_CHECKING:  # the client imports the openai SDK: only code that calls an LLM pays for it
+    from finmath_assets.core.llm.answering import Sampling
     from finmath_assets.core.llm.client import LLMClientConfig
 
 ExecutorName = Literal["in_process", "multiprocess", "k8s", "celery"]
@@ -258,6 +259,28 @@ class Settings(BaseSettings):
         "continue_final_message), 'chatml' (ChatML text to /v1/completions: llama-cpp-python's "
         "server, Qwen models).",
     )
+    llm_samples: int = Field(
+        default=5,
+        ge=1,
+        le=16,
+        description="Programs asked for per question at most (self-consistency: the first "
+        "greedy, the rest sampled; the answer is the majority of their numbers); 1: one greedy "
+        "program.",
+    )
+    llm_vote_agree: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Stop sampling once this many programs returned the same answer.",
+    )
+    llm_temperature: float = Field(
+        default=0.6, ge=0, le=2, description="Temperature of the samples after the greedy one."
+    )
+    llm_repair: bool = Field(
+        default=True,
+        description="Send a program that fails to run (or returns no number) back to the model "
+        "once, with the error.",
+    )
     llm_max_tokens: int = Field(default=512, ge=16, le=8192, description="Completion limit.")
     llm_timeout_seconds: float = Field(default=120, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries per LLM call.")
@@ -353,6 +376,17 @@ class Settings(BaseSettings):
     @property
     def llm_api_key_value(self) -> str:
         return self.llm_api_key.get_secret_value()
+
+    def llm_sampling(self) -> Sampling:
+        """Self-consistency and repair, as ``/ask`` and ``llm_qa_eval`` answer."""
+        from finmath_assets.core.llm.answering import Sampling
+
+        return Sampling(
+            samples=self.llm_samples,
+            agree=self.llm_vote_agree,
+            temperature=self.llm_temperature,
+            repair=self.llm_repair,
+        )
 
     def llm_client_config(self) -> LLMClientConfig:
         """The LLM client's configuration (the service's ``/ask``); raises ValueError when no

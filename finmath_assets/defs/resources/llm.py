@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 import dagster as dg
 
+from finmath_assets.core.llm.answering import Sampling
 from finmath_assets.core.llm.client import LLMClient, LLMClientConfig
 from finmath_assets.defs.resources.secrets import secret
 from finmath_assets.settings import Settings
@@ -18,6 +19,10 @@ class LLMResource(dg.ConfigurableResource):
     prompt: Literal["paper", "improved"]
     few_shot: int
     max_tokens: int
+    samples: int
+    vote_agree: int
+    temperature: float
+    repair: bool
     timeout_seconds: float
     max_retries: int
     prefill_mode: Literal["chat", "vllm", "chatml"]
@@ -31,6 +36,10 @@ class LLMResource(dg.ConfigurableResource):
             prompt=settings.llm_prompt,
             few_shot=settings.llm_few_shot,
             max_tokens=settings.llm_max_tokens,
+            samples=settings.llm_samples,
+            vote_agree=settings.llm_vote_agree,
+            temperature=settings.llm_temperature,
+            repair=settings.llm_repair,
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             prefill_mode=settings.llm_prefill_mode,
@@ -42,6 +51,14 @@ class LLMResource(dg.ConfigurableResource):
     @property
     def configured(self) -> bool:
         return bool(self.base_url)
+
+    def sampling(self) -> Sampling:
+        return Sampling(
+            samples=self.samples,
+            agree=self.vote_agree,
+            temperature=self.temperature,
+            repair=self.repair,
+        )
 
     def client(self) -> LLMClient:
         if not self.base_url:

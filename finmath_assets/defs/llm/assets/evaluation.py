@@ -7,17 +7,27 @@ question itself), and scored exactly as the FinanceMath paper scores, against th
 program; a lenient-extraction accuracy is reported separately, never mixed in.
 """
 
+import dataclasses
 import json
 import math
 import re
 import time
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from finmath_assets.core.llm.answering import answer
+from finmath_assets.core.llm.ablation import (
+    SPLITS,
+    ablation,
+    ablation_table,
+    configs_up_to,
+    split_of,
+)
+from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.retrieval import ExampleBank
 from finmath_assets.core.llm.scoring import PAPER_LIMITS, Accuracy, gold_answer, score_output
+from finmath_assets.core.sandbox import Limits
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, LLM_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
@@ -32,8 +42,36 @@ PAPER_POT_ACCURACY = {"gpt-4o": 67.0, "claude-3.5-sonnet": 59.5, "Llama-3.1-8B-I
 
 
 class LLMEvalConfig(dg.Config):
-    limit: int | None = None  # the first N validation questions (None: all 200)
+    limit: int | None = None  # the first N validation questions of `questions` (None: all)
     prompt: str | None = None  # override FINMATH_LLM_PROMPT ("paper" or "improved")
+    # "all" 200, or one half of the fixed split (core.llm.ablation): "tune" or "holdout"
+    questions: str = "all"
+
+
+def _attempt_rows(reply: LLMAnswer, gold: float, limits: Limits) -> list[dict[str, Any]]:
+    """Every attempt, scored the paper's way on its own output (what the ablation replays)."""
+    rows = []
+    for attempt in reply.attempts:
+        scored = score_output(attempt.raw_output or "", gold, limits=limits)
+        rows.append(
+            {
+                "sample": attempt.sample,
+                "repair": attempt.repair,
+                "temperature": attempt.temperature,
+                "seed": attempt.seed,
+                "status": attempt.status,
+                "value": attempt.value,
+                "correct": scored.correct,
+                "executed": scored.executed,
+                "llm_seconds": attempt.llm_seconds,
+                "sandbox_seconds": attempt.sandbox_seconds,
+                "prompt_tokens": attempt.prompt_tokens,
+                "completion_tokens": attempt.completion_tokens,
+                "raw_output": attempt.raw_output,
+                "error": (attempt.error or "")[-600:] or None,
+            }
+        )
+    return rows
 
 
 def _metric_name(topic: str) -> str:
@@ -95,7 +133,14 @@ def llm_qa_eval(
         (validated_records["split"] == "validation") & validated_records["ground_truth"].notna()
     ].copy()
     labelled["index"] = labelled["question_id"].str.rsplit("-", n=1).str[-1].astype(int)
+    if config.questions not in ("all", *SPLITS):
+        raise dg.Failure(f"questions must be 'all', 'tune' or 'holdout', got {config.questions!r}")
+    halves = split_of(labelled["question_id"])
+    labelled["split_half"] = labelled["question_id"].map(halves)
+    if config.questions != "all":
+        labelled = labelled[labelled["split_half"] == config.questions]
     labelled = labelled.sort_values("index").head(config.limit or len(labelled))
+    sampling = llm.sampling()
     bank = ExampleBank.from_frame(solved_examples)
     k = llm.few_shot if variant == "improved" else 0
     embedder = embedding_model.get_embedder() if k else None
@@ -113,12 +158,14 @@ def llm_qa_eval(
                 k=k,
                 limits=limits,
                 exclude_id=record.question_id,  # an item never retrieves itself
+                sampling=sampling,
             )
             result = score_output(reply.raw_output or "", gold, limits=limits)
             scored.append(result)
             rows.append(
                 {
                     "question_id": record.question_id,
+                    "split_half": record.split_half,
                     "topic": record.topic,
                     "prompt_variant": variant,
                     "model": reply.model,
@@ -140,17 +187,36 @@ def llm_qa_eval(
                     "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens,
                     "total_seconds": reply.total_seconds,
+                    "retrieval_seconds": reply.retrieval_seconds,
+                    "samples": reply.samples,
+                    "repairs": reply.repairs,
+                    "llm_calls": len(reply.attempts),
+                    "vote": reply.vote.describe() if reply.vote else None,
+                    "attempts": json.dumps(_attempt_rows(reply, gold, limits)),
                 }
             )
             if number % 10 == 0 or number == len(labelled):
                 correct = sum(s.correct for s in scored)
                 context.log.info(
                     f"{number}/{len(labelled)} answered, {correct} correct, "
+                    f"{sum(r['llm_calls'] for r in rows)} LLM calls, "
                     f"{time.perf_counter() - started:.0f} s"
                 )
     frame = pd.DataFrame(rows)
     accuracy = Accuracy.of(scored, topics=list(frame["topic"]))
     llm_errors = int((frame["status"] == "llm_error").sum()) if len(frame) else 0
+    ablation_rows = ablation(
+        [
+            {
+                "split": row["split_half"],
+                "attempts": json.loads(row["attempts"]),
+                "retrieval_seconds": row["retrieval_seconds"],
+            }
+            for row in rows
+        ],
+        configs_up_to(sampling.samples, sampling.agree, sampling.repair),
+    )
+    seconds = frame["total_seconds"] if len(frame) else pd.Series([0.0])
     with mlflow_tracking.start_run(
         run_name=f"llm-qa-eval-{context.run_id[:8]}",
         tags={"dagster.run_id": context.run_id, "dagster.asset": f"{LLM_PREFIX}/llm_qa_eval"},
@@ -162,7 +228,12 @@ def llm_qa_eval(
                 "prompt": variant,
                 "few_shot": k,
                 "questions": len(frame),
+                "question_set": config.questions,
                 "max_tokens": llm.max_tokens,
+                "samples": sampling.samples,
+                "vote_agree": sampling.agree,
+                "temperature": sampling.temperature,
+                "repair": sampling.repair,
             }
         )
         mlflow.log_metrics(
@@ -171,9 +242,17 @@ def llm_qa_eval(
                 "pot_execution_rate": accuracy.execution_rate,
                 "lenient_accuracy": accuracy.lenient_accuracy,
                 "llm_errors": llm_errors,
+                "median_seconds_per_question": float(seconds.median()),
+                "mean_llm_calls": float(frame["llm_calls"].mean()) if len(frame) else 0.0,
+                "repairs": int(frame["repairs"].sum()) if len(frame) else 0,
             }
             | {f"pot_accuracy_{_metric_name(t)}": a.accuracy for t, a in accuracy.by_topic.items()}
+            | {
+                f"ablation_{_metric_name(r.config.label)}_{r.split}_accuracy": r.accuracy
+                for r in ablation_rows
+            }
         )
+        mlflow.log_text(ablation_table(ablation_rows), "ablation.md")
         mlflow.log_dict(frame.to_dict(orient="records"), "llm_qa_outputs.json")
     context.add_output_metadata(
         {
@@ -184,7 +263,11 @@ def llm_qa_eval(
             "llm_errors": llm_errors,
             "model": llm.model,
             "prompt": variant,
+            "question_set": config.questions,
+            "sampling": dg.MetadataValue.json(dataclasses.asdict(sampling)),
+            "median_seconds_per_question": float(seconds.median()),
             "by_topic": dg.MetadataValue.md(_accuracy_table(accuracy)),
+            "ablation": dg.MetadataValue.md(ablation_table(ablation_rows)),
         }
     )
     return frame
