@@ -81,6 +81,7 @@ class Asker:
             embedder=self.embedder if self.k and variant == "improved" else None,
             k=self.k if variant == "improved" else 0,
             limits=Limits(isolation=self.settings.sandbox_isolation),
+            sampling=self.settings.llm_sampling(),
         )
 
     def _unavailable(self, question: str, tables: list[str]) -> dict[str, Any]:

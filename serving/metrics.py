@@ -74,6 +74,24 @@ class ServiceMetrics:
         self.sandbox_latency = Histogram(
             "finmath_sandbox_seconds", "Sandbox run time", buckets=LATENCY_BUCKETS, registry=r
         )
+        self.llm_samples = Histogram(
+            "finmath_llm_samples_per_answer",
+            "Programs sampled per /ask answer (self-consistency; 1: greedy only)",
+            buckets=(1, 2, 3, 4, 5, 8, 16),
+            registry=r,
+        )
+        self.llm_repairs = Counter(
+            "finmath_llm_repairs",
+            "Repair calls: a failed program sent back with its error",
+            registry=r,
+        )
+        self.ask_stage_seconds = Histogram(
+            "finmath_llm_ask_stage_seconds",
+            "Time per /ask stage, summed over its attempts (retrieval, llm, sandbox)",
+            ["stage"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
+            registry=r,
+        )
         self.drift_share.set(-1)
         self.embedding_drift_share.set(-1)
         self._drift_stamp: float | None = None

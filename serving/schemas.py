@@ -173,8 +173,35 @@ class RetrievedExample(BaseModel):
     similarity: float
 
 
+class AskCandidate(BaseModel):
+    """One LLM call: a sampled program, or the repair of a failed one."""
+
+    sample: int  # 0: the greedy program; 1, 2, ...: sampled at `temperature` with seed = sample
+    repair: bool  # the second call of that sample, sent the first one's error
+    temperature: float
+    status: str  # ok | llm_error | no_program | error | timeout | no_number
+    value: float | None  # what its program returned
+    program: str | None
+    error: str | None
+    llm_seconds: float | None
+    sandbox_seconds: float | None
+
+
+class AskVoteGroup(BaseModel):
+    value: float  # the group's first value (the paper's comparison groups equal answers)
+    votes: int
+    samples: list[int]
+
+
+class AskVote(BaseModel):
+    groups: list[AskVoteGroup]  # most votes first; a tie goes to the earliest sample
+    voters: int  # samples whose program returned a number
+    samples: int
+    description: str
+
+
 class AskResponse(BaseModel):
-    answer: float | None  # the number the program returned (None: see status)
+    answer: float | None  # the number the chosen program returned (None: see status)
     status: str  # ok | llm_error | no_program | error | timeout | no_number
     error: str | None
     program: str | None  # what the sandbox ran (FinanceMath's extraction)
@@ -183,11 +210,15 @@ class AskResponse(BaseModel):
     model: str
     prompt_variant: str
     isolation: str | None
-    llm_seconds: float | None
-    sandbox_seconds: float | None
+    llm_seconds: float | None  # summed over every call
+    sandbox_seconds: float | None  # summed over every run
+    retrieval_seconds: float
     total_seconds: float
     prompt_tokens: int | None
     completion_tokens: int | None
+    candidates: list[AskCandidate]  # every call, in order; `chosen` indexes it
+    chosen: int | None
+    vote: AskVote | None
     request_id: str
 
 

@@ -13,7 +13,14 @@ from serving.ask import NoEndpointError
 from serving.deps import AskBody, ServiceDep
 from serving.errors import StrictJSONRoute
 from serving.routes.responses import BODY_ERRORS
-from serving.schemas import AskResponse, AskUnavailable, RetrievedExample
+from serving.schemas import (
+    AskCandidate,
+    AskResponse,
+    AskUnavailable,
+    AskVote,
+    AskVoteGroup,
+    RetrievedExample,
+)
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -30,8 +37,9 @@ router = APIRouter(route_class=StrictJSONRoute)
     },
 )
 async def ask(body: AskBody, service: ServiceDep) -> AskResponse:
-    """Answer with the configured LLM: it writes ``def solution():``, the sandbox runs it.
-    A failed call or program is a 200 whose ``status`` says what happened."""
+    """Answer with the configured LLM: it writes ``def solution():``, the sandbox runs it;
+    with self-consistency, several programs vote (``candidates``, ``vote``). A failed call or
+    program is a 200 whose ``status`` says what happened."""
     metrics = service.metrics
     try:
         reply = await run_in_threadpool(service.asker.ask, body.question, list(body.tables))
@@ -39,11 +47,18 @@ async def ask(body: AskBody, service: ServiceDep) -> AskResponse:
         metrics.asks.labels("no_endpoint").inc()
         raise HTTPException(status_code=503, detail=exc.detail) from exc
     metrics.asks.labels(reply.status).inc()
-    if reply.llm_seconds is not None:
-        metrics.llm_latency.observe(reply.llm_seconds)
-    if reply.sandbox_status is not None:
-        metrics.sandbox_runs.labels(reply.sandbox_status).inc()
-        metrics.sandbox_latency.observe(reply.sandbox_seconds or 0.0)
+    for attempt in reply.attempts:
+        if attempt.llm_seconds is not None:
+            metrics.llm_latency.observe(attempt.llm_seconds)
+        if attempt.sandbox_status is not None:
+            metrics.sandbox_runs.labels(attempt.sandbox_status).inc()
+            metrics.sandbox_latency.observe(attempt.sandbox_seconds or 0.0)
+    metrics.llm_samples.observe(reply.samples)
+    metrics.llm_repairs.inc(reply.repairs)
+    metrics.ask_stage_seconds.labels("retrieval").observe(reply.retrieval_seconds)
+    metrics.ask_stage_seconds.labels("llm").observe(reply.llm_seconds or 0.0)
+    metrics.ask_stage_seconds.labels("sandbox").observe(reply.sandbox_seconds or 0.0)
+    vote = reply.vote
     return AskResponse(
         answer=reply.value,
         status=reply.status,
@@ -59,8 +74,35 @@ async def ask(body: AskBody, service: ServiceDep) -> AskResponse:
         isolation=reply.isolation,
         llm_seconds=reply.llm_seconds,
         sandbox_seconds=reply.sandbox_seconds,
+        retrieval_seconds=reply.retrieval_seconds,
         total_seconds=reply.total_seconds,
         prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens,
+        candidates=[
+            AskCandidate(
+                sample=a.sample,
+                repair=a.repair,
+                temperature=a.temperature,
+                status=a.status,
+                value=a.value,
+                program=a.program,
+                error=a.error,
+                llm_seconds=a.llm_seconds,
+                sandbox_seconds=a.sandbox_seconds,
+            )
+            for a in reply.attempts
+        ],
+        chosen=reply.chosen,
+        vote=None
+        if vote is None
+        else AskVote(
+            groups=[
+                AskVoteGroup(value=g.value, votes=g.votes, samples=list(g.members))
+                for g in vote.groups
+            ],
+            voters=vote.voters,
+            samples=vote.samples,
+            description=vote.describe(),
+        ),
         request_id=uuid.uuid4().hex,
     )
