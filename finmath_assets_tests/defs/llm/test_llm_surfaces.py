@@ -52,7 +52,8 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     from finmath_assets.definitions import build_definitions
 
     monkeypatch.setenv("FINMATH_HOME", str(warm_copy))
-    with LLMStub(replies=[_gold_for_even_ids] * 4) as stub, dg.instance_for_test() as instance:
+    # the default sampling: a greedy program, then samples until two agree (here at once)
+    with LLMStub(replies=[_gold_for_even_ids] * 8) as stub, dg.instance_for_test() as instance:
         settings = Settings(
             home=warm_copy, llm_base_url=stub.base_url, llm_model="stub-model", llm_few_shot=2
         )
@@ -66,20 +67,26 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
         )
         assert result.success
         requests = stub.chat_requests
-    assert len(requests) == 4
-    assert all(r.body["temperature"] == 0 for r in requests)
+    assert len(requests) == 8
+    assert [r.body["temperature"] for r in requests] == [0, 0.6] * 4
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         rows = conn.execute(
-            "SELECT question_id, correct, executed, retrieved_ids, raw_output "
-            "FROM llm.llm_qa_eval ORDER BY question_id"
+            "SELECT question_id, correct, executed, retrieved_ids, raw_output, samples, "
+            "split_half, attempts FROM llm.llm_qa_eval ORDER BY question_id"
         ).fetchall()
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("validation-0", True, True),
-        ("validation-1", False, True),
-        ("validation-2", True, True),
-        ("validation-3", False, True),
+    assert [(r[0], r[1], r[2], r[5], r[6]) for r in rows] == [
+        ("validation-0", True, True, 2, "tune"),
+        ("validation-1", False, True, 2, "tune"),
+        ("validation-2", True, True, 2, "tune"),
+        ("validation-3", False, True, 2, "tune"),
     ]
-    for question_id, _, _, retrieved, raw in rows:
+    attempts = json.loads(rows[0][7])  # every attempt kept and scored on its own
+    assert [(a["sample"], a["temperature"], a["correct"]) for a in attempts] == [
+        (0, 0.0, True),
+        (1, 0.6, True),
+    ]
+    assert attempts[1]["raw_output"].startswith("```python")
+    for question_id, _, _, retrieved, raw, _, _, _ in rows:
         ids = json.loads(retrieved)
         assert len(ids) == 2 and question_id not in ids  # never retrieves itself
         assert raw.startswith("```python")  # the raw output is kept as the model wrote it
@@ -91,6 +98,9 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     assert materialization.metadata["accuracy"].value == 50.0
     assert materialization.metadata["execution_rate"].value == 100.0
     assert "Llama-3.1-8B-Instruct 21.0" in materialization.metadata["by_topic"].value
+    ablation = materialization.metadata["ablation"].value
+    assert "| greedy | tune | 4 | 50.0 | 100.0 |" in ablation
+    assert "| vote ≤5 (stop at 2) + repair | tune | 4 | 50.0 | 100.0 |" in ablation
 
     import mlflow
 
@@ -102,6 +112,7 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     )
     assert len(runs) == 1 and runs[0].data.metrics["pot_accuracy"] == 50.0
     assert runs[0].data.params["prompt"] == "improved"
+    assert runs[0].data.params["samples"] == "5" and runs[0].data.params["repair"] == "True"
 
 
 def test_llm_qa_eval_without_an_endpoint_fails_naming_the_setting(
@@ -141,7 +152,12 @@ def test_ask_runs_the_models_program_and_reports_failures(
         Reply(content="```python\ndef solution():\n    while True:\n        pass\n```"),
     ]
     with LLMStub(replies=replies) as stub:
-        env = {"FINMATH_LLM_BASE_URL": stub.base_url, "FINMATH_LLM_MODEL": "stub-model"}
+        env = {
+            "FINMATH_LLM_BASE_URL": stub.base_url,
+            "FINMATH_LLM_MODEL": "stub-model",
+            "FINMATH_LLM_SAMPLES": "1",  # one greedy program, no repair: each reply is an answer
+            "FINMATH_LLM_REPAIR": "false",
+        }
         with service_process(ask_settings, tmp_path, extra_env=env) as url:
             body = {"question": record["question"], "tables": record["tables"]}
             ok = httpx.post(f"{url}/ask", json=body, timeout=60).json()
@@ -168,6 +184,44 @@ def test_ask_runs_the_models_program_and_reports_failures(
     first = stub.chat_requests[0].body["messages"]
     assert first[-1]["role"] == "assistant" and "def solution():" in first[-1]["content"]
     assert sum(m["role"] == "assistant" for m in first) == 1 + 2  # two examples + prefill
+
+
+def test_ask_shows_every_candidate_the_repair_and_the_vote(
+    ask_settings: Settings, tmp_path: Path
+) -> None:
+    """The default configuration: the greedy program fails and is repaired (to a wrong number),
+    then two sampled programs agree on the gold answer and outvote it; sampling stops there."""
+    record = VALIDATION[5]
+    gold = Reply(content=f"```python\n{record['python_solution']}\n```")
+    replies = [
+        Reply(content="```python\ndef solution():\n    return rate / 0\n```"),
+        Reply(content="```python\ndef solution():\n    return -1.0\n```"),
+        gold,
+        gold,
+    ]
+    with LLMStub(replies=replies) as stub:
+        env = {"FINMATH_LLM_BASE_URL": stub.base_url, "FINMATH_LLM_MODEL": "stub-model"}
+        with service_process(ask_settings, tmp_path, extra_env=env) as url:
+            body = {"question": record["question"], "tables": record["tables"]}
+            reply = httpx.post(f"{url}/ask", json=body, timeout=60).json()
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        requests = stub.chat_requests
+    assert reply["status"] == "ok"
+    assert reply["answer"] == pytest.approx(record["ground_truth"], rel=2e-3)
+    candidates = [(c["sample"], c["repair"], c["status"]) for c in reply["candidates"]]
+    assert candidates == [(0, False, "error"), (0, True, "ok"), (1, False, "ok"), (2, False, "ok")]
+    assert "NameError" in reply["candidates"][0]["error"]
+    assert reply["candidates"][1]["value"] == -1.0
+    assert reply["chosen"] == 2 and reply["program"] == reply["candidates"][2]["program"]
+    vote = reply["vote"]
+    assert [(g["votes"], g["samples"]) for g in vote["groups"]] == [(2, [1, 2]), (1, [0])]
+    assert vote["voters"] == 3 and vote["description"].startswith("majority:")
+    assert [r.body["temperature"] for r in requests] == [0, 0, 0.6, 0.6]
+    assert "NameError" in requests[1].body["messages"][-2]["content"]  # the repair request
+    assert "finmath_llm_repairs_total 1.0" in metrics
+    assert "finmath_llm_samples_per_answer_sum 3.0" in metrics
+    assert 'finmath_llm_ask_stage_seconds_count{stage="llm"} 1.0' in metrics
+    assert 'finmath_sandbox_runs_total{status="ok"} 3.0' in metrics
 
 
 def test_ask_without_an_endpoint_is_503_with_a_labelled_similar_example(

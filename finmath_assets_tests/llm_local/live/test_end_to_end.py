@@ -60,3 +60,35 @@ def test_validation_questions_answered_executed_and_scored(llm_server) -> None:
     # the prefill makes the 1.5B model write runnable programs (the paper's prompt alone: 0/20
     # extractable on this model); correctness is measured by `make eval-llm`, not asserted here
     assert sum(executed for _, _, executed, _ in outcomes) >= QUESTIONS - 1, outcomes
+
+
+def test_self_consistency_and_repair_on_the_real_model(llm_server) -> None:
+    """The default sampling against the real server: a greedy program, then seeded samples at
+    temperature until two agree (or five were asked for); the chosen program is one of the
+    winning group's, and a failed program got its one repair."""
+    records = json.loads(
+        (ROOT / "finmath_assets/data/financemath/validation.json").read_text(encoding="utf-8")
+    )
+    record = records[5]
+    sampling = Settings(llm_samples=5, llm_vote_agree=2, llm_repair=True).llm_sampling()
+    with LLMClient(
+        llm_server.base_url, llm_server.model, max_tokens=400, timeout_seconds=300,
+        prefill_mode="chatml",
+    ) as client:  # fmt: skip
+        reply = answer(
+            record["question"], record["tables"], client=client, prompt_variant="improved",
+            limits=PAPER_LIMITS, sampling=sampling,
+        )  # fmt: skip
+    first = reply.attempts[0]
+    assert (first.sample, first.temperature, first.seed) == (0, 0.0, None)
+    assert all(a.temperature == sampling.temperature for a in reply.attempts if a.sample > 0)
+    assert all(a.raw_output for a in reply.attempts)  # every attempt's text is kept
+    assert reply.vote is not None and reply.samples == reply.vote.samples
+    assert reply.samples <= 5
+    for attempt in reply.attempts:  # a failed program was repaired exactly once
+        if not attempt.repair and attempt.status != "ok":
+            assert sum(a.sample == attempt.sample and a.repair for a in reply.attempts) == 1
+    if reply.vote.winner is not None:
+        assert reply.chosen is not None and reply.value is not None
+        assert reply.attempts[reply.chosen].sample in reply.vote.winner.members
+        assert reply.samples == 5 or reply.vote.winner.votes >= 2
