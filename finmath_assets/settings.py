@@ -260,7 +260,7 @@ class Settings(BaseSettings):
         "server, Qwen models).",
     )
     llm_samples: int = Field(
-        default=5,
+        default=1,
         ge=1,
         le=16,
         description="Programs asked for per question at most (self-consistency: the first "
@@ -277,7 +277,7 @@ class Settings(BaseSettings):
         default=0.6, ge=0, le=2, description="Temperature of the samples after the greedy one."
     )
     llm_repair: bool = Field(
-        default=True,
+        default=False,
         description="Send a program that fails to run (or returns no number) back to the model "
         "once, with the error.",
     )

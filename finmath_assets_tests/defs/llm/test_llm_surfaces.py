@@ -52,10 +52,15 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     from finmath_assets.definitions import build_definitions
 
     monkeypatch.setenv("FINMATH_HOME", str(warm_copy))
-    # the default sampling: a greedy program, then samples until two agree (here at once)
+    # self-consistency with repair: a greedy program, then samples until two agree (at once)
     with LLMStub(replies=[_gold_for_even_ids] * 8) as stub, dg.instance_for_test() as instance:
         settings = Settings(
-            home=warm_copy, llm_base_url=stub.base_url, llm_model="stub-model", llm_few_shot=2
+            home=warm_copy,
+            llm_base_url=stub.base_url,
+            llm_model="stub-model",
+            llm_few_shot=2,
+            llm_samples=5,
+            llm_repair=True,
         )
         result = (
             build_definitions(settings)
@@ -155,8 +160,7 @@ def test_ask_runs_the_models_program_and_reports_failures(
         env = {
             "FINMATH_LLM_BASE_URL": stub.base_url,
             "FINMATH_LLM_MODEL": "stub-model",
-            "FINMATH_LLM_SAMPLES": "1",  # one greedy program, no repair: each reply is an answer
-            "FINMATH_LLM_REPAIR": "false",
+            # the defaults: one greedy program, no repair (each reply is an answer)
         }
         with service_process(ask_settings, tmp_path, extra_env=env) as url:
             body = {"question": record["question"], "tables": record["tables"]}
@@ -167,6 +171,8 @@ def test_ask_runs_the_models_program_and_reports_failures(
             assert ok["program"].lstrip().startswith("def solution")
             assert [r["question_id"] for r in ok["retrieved"]] and ok["model"] == "stub-model"
             assert ok["isolation"] and ok["llm_seconds"] is not None
+            assert [c["sample"] for c in ok["candidates"]] == [0] and ok["chosen"] == 0
+            assert ok["vote"]["voters"] == 1 and ok["candidates"][0]["temperature"] == 0
             garbage = httpx.post(f"{url}/ask", json=body, timeout=60).json()
             assert garbage["status"] == "no_program" and garbage["answer"] is None
             assert garbage["raw_output"].endswith("I cannot write code today.")  # prefill + reply
@@ -189,8 +195,9 @@ def test_ask_runs_the_models_program_and_reports_failures(
 def test_ask_shows_every_candidate_the_repair_and_the_vote(
     ask_settings: Settings, tmp_path: Path
 ) -> None:
-    """The default configuration: the greedy program fails and is repaired (to a wrong number),
-    then two sampled programs agree on the gold answer and outvote it; sampling stops there."""
+    """Self-consistency with repair: the greedy program fails and is repaired (to a wrong
+    number), then two sampled programs agree on the gold answer and outvote it; sampling stops
+    there."""
     record = VALIDATION[5]
     gold = Reply(content=f"```python\n{record['python_solution']}\n```")
     replies = [
@@ -200,7 +207,12 @@ def test_ask_shows_every_candidate_the_repair_and_the_vote(
         gold,
     ]
     with LLMStub(replies=replies) as stub:
-        env = {"FINMATH_LLM_BASE_URL": stub.base_url, "FINMATH_LLM_MODEL": "stub-model"}
+        env = {
+            "FINMATH_LLM_BASE_URL": stub.base_url,
+            "FINMATH_LLM_MODEL": "stub-model",
+            "FINMATH_LLM_SAMPLES": "5",
+            "FINMATH_LLM_REPAIR": "true",
+        }
         with service_process(ask_settings, tmp_path, extra_env=env) as url:
             body = {"question": record["question"], "tables": record["tables"]}
             reply = httpx.post(f"{url}/ask", json=body, timeout=60).json()
