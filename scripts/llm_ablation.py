@@ -62,7 +62,8 @@ def main() -> None:
             rows = json.loads(Path(path).read_text(encoding="utf-8"))
         print(
             f"run {run.info.run_id} ({params.get('question_set')}, "
-            f"samples {params.get('samples')}, repair {params.get('repair')}): {len(rows)} questions, official accuracy "
+            f"samples {params.get('samples')}, repair {params.get('repair')}): "
+            f"{len(rows)} questions, official accuracy "
             f"{run.data.metrics.get('pot_accuracy')} %, median "
             f"{run.data.metrics.get('median_seconds_per_question', float('nan')):.1f} s"
         )
