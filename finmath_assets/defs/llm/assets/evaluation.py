@@ -26,8 +26,13 @@ from finmath_assets.core.llm.ablation import (
 )
 from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.retrieval import ExampleBank
-from finmath_assets.core.llm.scoring import PAPER_LIMITS, Accuracy, gold_answer, score_output
-from finmath_assets.core.sandbox import Limits
+from finmath_assets.core.llm.scoring import (
+    PAPER_LIMITS,
+    Accuracy,
+    ScoredOutput,
+    gold_answer,
+    score_output,
+)
 from finmath_assets.defs.constants import DUCKDB_POOL, KEY_PREFIX, LLM_PREFIX, WAREHOUSE_IO_MANAGER
 from finmath_assets.defs.resources import (
     EmbeddingModelResource,
@@ -48,11 +53,10 @@ class LLMEvalConfig(dg.Config):
     questions: str = "all"
 
 
-def _attempt_rows(reply: LLMAnswer, gold: float, limits: Limits) -> list[dict[str, Any]]:
-    """Every attempt, scored the paper's way on its own output (what the ablation replays)."""
+def _attempt_rows(reply: LLMAnswer, scores: list[ScoredOutput]) -> list[dict[str, Any]]:
+    """Every attempt with its own score, the paper's way (what the ablation replays)."""
     rows = []
-    for attempt in reply.attempts:
-        scored = score_output(attempt.raw_output or "", gold, limits=limits)
+    for attempt, scored in zip(reply.attempts, scores, strict=True):
         rows.append(
             {
                 "sample": attempt.sample,
@@ -160,7 +164,13 @@ def llm_qa_eval(
                 exclude_id=record.question_id,  # an item never retrieves itself
                 sampling=sampling,
             )
-            result = score_output(reply.raw_output or "", gold, limits=limits)
+            # every attempt scored on its own output; the chosen one's score is the answer's
+            scores = [score_output(a.raw_output or "", gold, limits=limits) for a in reply.attempts]
+            result = (
+                scores[reply.chosen]
+                if reply.chosen is not None
+                else score_output(reply.raw_output or "", gold, limits=limits)
+            )
             scored.append(result)
             rows.append(
                 {
@@ -192,7 +202,7 @@ def llm_qa_eval(
                     "repairs": reply.repairs,
                     "llm_calls": len(reply.attempts),
                     "vote": reply.vote.describe() if reply.vote else None,
-                    "attempts": json.dumps(_attempt_rows(reply, gold, limits)),
+                    "attempts": json.dumps(_attempt_rows(reply, scores)),
                 }
             )
             if number % 10 == 0 or number == len(labelled):
