@@ -38,16 +38,20 @@ def split_of(question_ids: Iterable[str]) -> dict[str, Split]:
 
 @dataclass(frozen=True)
 class Config:
-    """A configuration to replay: ``samples`` at most, stop at ``agree``, repair or not."""
+    """A configuration to replay: ``samples`` at most, stop at ``agree``, repair or not.
+    ``functions`` (library functions offered per question) changes the prompt, so it is not
+    replayed: it is the recorded run's and only labels the row."""
 
     samples: int
     agree: int
     repair: bool
+    functions: int = 0
 
     @property
     def label(self) -> str:
         sampled = "greedy" if self.samples == 1 else f"vote ≤{self.samples} (stop at {self.agree})"
-        return sampled + (" + repair" if self.repair else "")
+        offered = f" + functions ≤{self.functions}" if self.functions else ""
+        return sampled + (" + repair" if self.repair else "") + offered
 
 
 @dataclass(frozen=True)
@@ -175,10 +179,10 @@ def ablation_table(rows: Sequence[AblationRow]) -> str:
     return "\n".join(lines)
 
 
-def configs_up_to(samples: int, agree: int, repair: bool) -> list[Config]:
+def configs_up_to(samples: int, agree: int, repair: bool, functions: int = 0) -> list[Config]:
     """The configurations a run of (``samples``, ``agree``, ``repair``) can replay: greedy,
     greedy + repair, and votes of 3 and of ``samples`` programs, each with and without repair
-    (repair only when the run repaired)."""
+    (repair only when the run repaired); all with the run's ``functions``."""
     sizes = sorted({1, *(n for n in (3, samples) if 1 < n <= samples)})
     repairs = (False, True) if repair else (False,)
-    return [Config(n, agree, r) for n in sizes for r in repairs]
+    return [Config(n, agree, r, functions) for n in sizes for r in repairs]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from finmath_assets.core.llm.client import LLMClient, LLMError
+from finmath_assets.core.llm.functions import FunctionRetrieval, Offered, functions_block, preamble
 from finmath_assets.core.llm.prompts import (
     PROMPT_VARIANTS,
     Message,
@@ -49,6 +50,12 @@ AnswerStatus = Literal["ok", "llm_error", "no_program", "error", "timeout", "no_
 @dataclass(frozen=True)
 class RetrievedRef:
     question_id: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class OfferedRef:
+    name: str
     similarity: float
 
 
@@ -120,6 +127,8 @@ class LLMAnswer:
     prefill: str | None
     retrieved: tuple[RetrievedRef, ...]  # few-shot examples, most similar first
     model: str
+    functions: tuple[OfferedRef, ...]  # library functions offered, most similar first
+    preamble: str  # their source, run in front of every program
     raw_output: str | None
     raw_response: dict[str, Any] | None
     program: str | None
@@ -206,9 +215,10 @@ def _attempt(
     repair: bool,
     temperature: float,
     limits: Limits | None,
+    preamble: str = "",
 ) -> Attempt:
-    """One call and, if a program came back, its run in the sandbox. Never raises on a model
-    or program failure."""
+    """One call and, if a program came back, its run in the sandbox (after ``preamble``, the
+    offered functions' source). Never raises on a model or program failure."""
     seed = sample if temperature > 0 else None
     head: dict[str, Any] = {
         "sample": sample,
@@ -263,7 +273,7 @@ def _attempt(
             **head,
             **from_llm,
         )
-    result = run_solution(program, limits)
+    result = run_solution(preamble + program, limits)
     return Attempt(
         status=result.status,
         value=result.value,
@@ -293,12 +303,14 @@ def answer(
     limits: Limits | None = None,
     exclude_id: str | None = None,
     sampling: Sampling = GREEDY,
+    functions: FunctionRetrieval | None = None,
 ) -> LLMAnswer:
     """Answer one question. ``k`` solved examples are retrieved from ``bank`` (never
     ``exclude_id``, the question's own id when evaluating on the labelled records) for the
-    improved prompt; the paper's prompt is zero-shot and ignores them. ``sampling`` says how
-    many programs to ask for and whether a failed one is repaired (one greedy program by
-    default)."""
+    improved prompt, and so are library ``functions`` (their signatures in the prompt, their
+    source run in front of the program); the paper's prompt is zero-shot and ignores both.
+    ``sampling`` says how many programs to ask for and whether a failed one is repaired (one
+    greedy program by default)."""
     if prompt_variant not in PROMPT_VARIANTS:
         raise ValueError(f"unknown prompt variant {prompt_variant!r}; choose {PROMPT_VARIANTS}")
     if k < 0:
@@ -311,6 +323,12 @@ def answer(
         if bank is None or embedder is None:
             raise ValueError("the improved prompt with k > 0 needs a bank and an embedder")
         retrieved = bank.similar(question, tables, embedder, k, exclude_id=exclude_id)
+    offered: list[Offered] = []
+    if prompt_variant == "improved" and functions is not None and functions.count > 0:
+        if embedder is None:
+            raise ValueError("offering library functions needs an embedder")
+        offered = functions.offer(question, embedder)
+    setup = preamble(offered)
     retrieval_seconds = time.perf_counter() - started
     prompt = build_prompt(
         prompt_variant,
@@ -319,6 +337,7 @@ def answer(
         examples=[r.example for r in retrieved],
         example_ids=[r.example.question_id for r in retrieved],
         model=client.model,
+        functions=functions_block(offered),
     )
 
     attempts: list[Attempt] = []
@@ -327,7 +346,12 @@ def answer(
     for sample in range(sampling.samples):
         temperature = 0.0 if sample == 0 else sampling.temperature
         call = functools.partial(
-            _attempt, client, prefill=prompt.prefill, sample=sample, limits=limits
+            _attempt,
+            client,
+            prefill=prompt.prefill,
+            sample=sample,
+            limits=limits,
+            preamble=setup,
         )
         attempt = call(prompt.messages, repair=False, temperature=temperature)
         attempts.append(attempt)
@@ -361,6 +385,8 @@ def answer(
         prefill=prompt.prefill,
         retrieved=tuple(RetrievedRef(r.example.question_id, r.similarity) for r in retrieved),
         model=_model(chosen_final, client.model),
+        functions=tuple(OfferedRef(o.function.name, o.similarity) for o in offered),
+        preamble=setup,
         raw_output=chosen_final.raw_output,
         raw_response=chosen_final.raw_response,
         program=chosen_final.program,

@@ -12,7 +12,8 @@ Two variants, both asking the model for ``def solution():`` whose return value i
   an example"; the newer file is the one the released scripts import.
 * ``"improved"``: ours. A short system message, ``k`` retrieved solved examples as earlier chat
   turns (their question and tables, then their expert ``python_solution`` as the assistant's
-  answer), the question, and an assistant prefill that starts the answer as
+  answer), the question (followed by the signatures of any library functions offered, see
+  :mod:`finmath_assets.core.llm.functions`), and an assistant prefill that starts the answer as
   ``def solution():`` inside a code fence (see :mod:`finmath_assets.core.llm.client` for which
   servers continue a prefill).
 
@@ -157,17 +158,22 @@ def solution_block(python_solution: str) -> str:
 
 
 def improved_messages(
-    question: str, tables: Sequence[str], examples: Sequence[SolvedExample] = ()
+    question: str,
+    tables: Sequence[str],
+    examples: Sequence[SolvedExample] = (),
+    functions: str = "",
 ) -> list[Message]:
     """System message, then each example as a user turn answered by its expert program, then
-    the question. Examples are given most similar first."""
+    the question, followed by ``functions`` (the offered library functions' block, if any).
+    Examples are given most similar first."""
     messages: list[Message] = [{"role": "system", "content": IMPROVED_SYSTEM}]
     for example in examples:
         messages.append(
             {"role": "user", "content": question_block(example.question, example.tables)}
         )
         messages.append({"role": "assistant", "content": solution_block(example.python_solution)})
-    messages.append({"role": "user", "content": question_block(question, tables)})
+    last = question_block(question, tables)
+    messages.append({"role": "user", "content": f"{last}\n\n{functions}" if functions else last})
     return messages
 
 
@@ -179,15 +185,17 @@ def build_prompt(
     examples: Sequence[SolvedExample] = (),
     example_ids: Sequence[str] = (),
     model: str = "",
+    functions: str = "",
 ) -> Prompt:
-    """The prompt for ``variant``. ``examples`` only apply to ``"improved"`` (the paper's PoT
-    setting is zero-shot); ``model`` only matters to ``"paper"`` (system-role handling)."""
+    """The prompt for ``variant``. ``examples`` and ``functions`` only apply to ``"improved"``
+    (the paper's PoT setting is zero-shot, without tools); ``model`` only matters to
+    ``"paper"`` (system-role handling)."""
     if variant == "paper":
         return Prompt("paper", paper_messages(question, tables, model))
     if variant == "improved":
         return Prompt(
             "improved",
-            improved_messages(question, tables, examples),
+            improved_messages(question, tables, examples, functions),
             prefill=PROGRAM_PREFILL,
             example_ids=tuple(example_ids),
         )

@@ -304,10 +304,10 @@ class _Run:
     detail: str = ""
 
 
-def _run(program: str, limits: Limits) -> _Run:
+def _run(program: str, limits: Limits, preamble: str = "") -> _Run:
     if not program:
         return _Run("not_extracted", None)
-    result = run_solution(program, limits)
+    result = run_solution(preamble + program, limits)
     if result.status == "ok":
         return _Run("ok", result.value, result.seconds)
     if result.status == "no_number":
@@ -367,15 +367,19 @@ def _verdict(run: _Run, gold: float) -> tuple[bool, str]:
     return correct, f"returned {run.value!r} vs gold {gold!r}: {'correct' if correct else 'wrong'}"
 
 
-def score_output(output: str, gold: float, *, limits: Limits | None = None) -> ScoredOutput:
+def score_output(
+    output: str, gold: float, *, limits: Limits | None = None, preamble: str = ""
+) -> ScoredOutput:
     """Score one PoT completion against the executed gold answer (see :func:`gold_answer`).
+    ``preamble`` is run in front of the extracted program: the source of the library functions
+    the prompt offered (:func:`finmath_assets.core.llm.functions.preamble`), "" otherwise.
 
     The lenient verdict reuses the paper's run when that program executed; only when it did
     not is the lenient extraction (if any, and if different) executed as well.
     """
     limits = limits or PAPER_LIMITS
     program = extract_program(output)
-    run = _run(program, limits)
+    run = _run(program, limits, preamble)
     correct, reason = _verdict(run, gold)
     lenient_program: str | None = program
     lenient_run: _Run | None = run
@@ -385,7 +389,7 @@ def score_output(output: str, gold: float, *, limits: Limits | None = None) -> S
         if lenient_program is None:
             lenient_run = None
         elif lenient_program.strip() != program.strip():
-            lenient_run = _run(lenient_program, limits)
+            lenient_run = _run(lenient_program, limits, preamble)
             correct_lenient, lenient_reason = _verdict(lenient_run, gold)
             reason += f"; lenient extraction: {lenient_reason}"
     extra_seconds = lenient_run.seconds if lenient_run and lenient_run is not run else 0.0
