@@ -281,6 +281,21 @@ class Settings(BaseSettings):
         description="Send a program that fails to run (or returns no number) back to the model "
         "once, with the error.",
     )
+    llm_functions: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Finance library functions offered per question in the improved prompt "
+        "(the most similar to the question; their signatures are shown, their source runs in "
+        "front of the program); 0: none.",
+    )
+    llm_function_min_similarity: float = Field(
+        default=0.45,
+        ge=-1,
+        le=1,
+        description="Offer a library function only when its description's cosine to the "
+        "question is at least this.",
+    )
     llm_max_tokens: int = Field(default=512, ge=16, le=8192, description="Completion limit.")
     llm_timeout_seconds: float = Field(default=120, gt=0, description="Per LLM call.")
     llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries per LLM call.")

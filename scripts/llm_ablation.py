@@ -52,8 +52,10 @@ def main() -> None:
         raise SystemExit(f"no MLflow experiment {settings.mlflow_experiment!r}")
     questions: dict[str, dict[str, Any]] = {}
     samples, repair, agree = 16, True, 2
+    offered: set[int] = set()
     for run in _latest_runs(client, experiment.experiment_id, args.run):
         params = run.data.params
+        offered.add(int(params.get("functions", 0)))
         samples = min(samples, int(params.get("samples", 1)))
         repair = repair and params.get("repair") == "True"
         agree = int(params.get("vote_agree", agree))
@@ -73,8 +75,14 @@ def main() -> None:
                 "attempts": json.loads(row["attempts"]),
                 "retrieval_seconds": row.get("retrieval_seconds") or 0.0,
             }
+    if len(offered) > 1:  # a prompt change is not replayable: the halves must share it
+        raise SystemExit(
+            f"the runs offered different numbers of library functions {sorted(offered)}: "
+            "name runs of one configuration with --run"
+        )
+    configs = configs_up_to(samples, agree, repair, offered.pop())
     print()
-    print(ablation_table(ablation(list(questions.values()), configs_up_to(samples, agree, repair))))
+    print(ablation_table(ablation(list(questions.values()), configs)))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.client import LLMClient
+from finmath_assets.core.llm.functions import FunctionIndex, FunctionRetrieval
 from finmath_assets.core.llm.retrieval import SOLVED_EXAMPLES_FILE, ExampleBank, ExampleBankError
 from finmath_assets.core.sandbox import Limits
 from finmath_assets.settings import Settings
@@ -40,6 +41,7 @@ class Asker:
     client: LLMClient | None
     bank: ExampleBank | None
     bank_error: str | None = None
+    functions: FunctionRetrieval | None = None  # library functions to offer (improved prompt)
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder) -> Asker:
@@ -61,7 +63,14 @@ class Asker:
         )
         if client is None:
             log.warning("/ask answers 503: FINMATH_LLM_BASE_URL is not set")
-        return cls(settings, embedder, client, bank, error)
+        functions = None
+        if settings.llm_functions and settings.llm_prompt == "improved":
+            functions = FunctionRetrieval(
+                FunctionIndex.build(embedder),
+                settings.llm_functions,
+                settings.llm_function_min_similarity,
+            )
+        return cls(settings, embedder, client, bank, error, functions)
 
     @property
     def k(self) -> int:
@@ -72,16 +81,18 @@ class Asker:
         if self.client is None:
             raise NoEndpointError(self._unavailable(question, tables))
         variant = self.settings.llm_prompt
+        improved = variant == "improved"
         return answer(
             question,
             tables,
             client=self.client,
             prompt_variant=variant,
             bank=self.bank,
-            embedder=self.embedder if self.k and variant == "improved" else None,
-            k=self.k if variant == "improved" else 0,
+            embedder=self.embedder if improved and (self.k or self.functions) else None,
+            k=self.k if improved else 0,
             limits=Limits(isolation=self.settings.sandbox_isolation),
             sampling=self.settings.llm_sampling(),
+            functions=self.functions if improved else None,
         )
 
     def _unavailable(self, question: str, tables: list[str]) -> dict[str, Any]:

@@ -173,6 +173,13 @@ class RetrievedExample(BaseModel):
     similarity: float
 
 
+class OfferedFunction(BaseModel):
+    """A finance library function shown to the model (its source ran before the program)."""
+
+    name: str
+    similarity: float
+
+
 class AskCandidate(BaseModel):
     """One LLM call: a sampled program, or the repair of a failed one."""
 
@@ -207,6 +214,7 @@ class AskResponse(BaseModel):
     program: str | None  # what the sandbox ran (FinanceMath's extraction)
     raw_output: str | None  # the model's text, always kept
     retrieved: list[RetrievedExample]  # few-shot examples, most similar first
+    functions: list[OfferedFunction]  # library functions offered, most similar first
     model: str
     prompt_variant: str
     isolation: str | None

@@ -19,6 +19,7 @@ from serving.schemas import (
     AskUnavailable,
     AskVote,
     AskVoteGroup,
+    OfferedFunction,
     RetrievedExample,
 )
 
@@ -68,6 +69,9 @@ async def ask(body: AskBody, service: ServiceDep) -> AskResponse:
         retrieved=[
             RetrievedExample(question_id=r.question_id, similarity=round(r.similarity, 4))
             for r in reply.retrieved
+        ],
+        functions=[
+            OfferedFunction(name=f.name, similarity=round(f.similarity, 4)) for f in reply.functions
         ],
         model=reply.model,
         prompt_variant=reply.prompt_variant,

@@ -9,6 +9,8 @@ import dagster as dg
 
 from finmath_assets.core.llm.answering import Sampling
 from finmath_assets.core.llm.client import LLMClient, LLMClientConfig
+from finmath_assets.core.llm.functions import FunctionIndex, FunctionRetrieval
+from finmath_assets.core.llm.retrieval import QueryEmbedder
 from finmath_assets.defs.resources.secrets import secret
 from finmath_assets.settings import Settings
 
@@ -23,6 +25,8 @@ class LLMResource(dg.ConfigurableResource):
     vote_agree: int
     temperature: float
     repair: bool
+    functions: int
+    function_min_similarity: float
     timeout_seconds: float
     max_retries: int
     prefill_mode: Literal["chat", "vllm", "chatml"]
@@ -40,6 +44,8 @@ class LLMResource(dg.ConfigurableResource):
             vote_agree=settings.llm_vote_agree,
             temperature=settings.llm_temperature,
             repair=settings.llm_repair,
+            functions=settings.llm_functions,
+            function_min_similarity=settings.llm_function_min_similarity,
             timeout_seconds=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             prefill_mode=settings.llm_prefill_mode,
@@ -58,6 +64,14 @@ class LLMResource(dg.ConfigurableResource):
             agree=self.vote_agree,
             temperature=self.temperature,
             repair=self.repair,
+        )
+
+    def function_retrieval(self, embedder: QueryEmbedder) -> FunctionRetrieval | None:
+        """The library functions to offer (None: none), indexed with ``embedder``."""
+        if self.functions == 0:
+            return None
+        return FunctionRetrieval(
+            FunctionIndex.build(embedder), self.functions, self.function_min_similarity
         )
 
     def client(self) -> LLMClient:

@@ -17,6 +17,7 @@ import duckdb
 import httpx
 import pytest
 
+from finmath_assets.core.llm.functions import LIBRARY
 from finmath_assets.settings import Settings
 from finmath_assets_tests.conftest import Materialized, service_process
 from finmath_assets_tests.llm_stub import LLMStub, Reply
@@ -61,6 +62,7 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
             llm_few_shot=2,
             llm_samples=5,
             llm_repair=True,
+            llm_functions=2,
         )
         result = (
             build_definitions(settings)
@@ -77,7 +79,7 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         rows = conn.execute(
             "SELECT question_id, correct, executed, retrieved_ids, raw_output, samples, "
-            "split_half, attempts FROM llm.llm_qa_eval ORDER BY question_id"
+            "split_half, attempts, functions FROM llm.llm_qa_eval ORDER BY question_id"
         ).fetchall()
     assert [(r[0], r[1], r[2], r[5], r[6]) for r in rows] == [
         ("validation-0", True, True, 2, "tune"),
@@ -91,10 +93,12 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
         (1, 0.6, True),
     ]
     assert attempts[1]["raw_output"].startswith("```python")
-    for question_id, _, _, retrieved, raw, _, _, _ in rows:
+    library = {f.name for f in LIBRARY}
+    for question_id, _, _, retrieved, raw, _, _, _, functions in rows:
         ids = json.loads(retrieved)
         assert len(ids) == 2 and question_id not in ids  # never retrieves itself
         assert raw.startswith("```python")  # the raw output is kept as the model wrote it
+        assert len(json.loads(functions)) <= 2 and set(json.loads(functions)) <= library
     (materialization,) = [
         e.event_specific_data.materialization
         for e in result.get_asset_materialization_events()
@@ -104,8 +108,8 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     assert materialization.metadata["execution_rate"].value == 100.0
     assert "Llama-3.1-8B-Instruct 21.0" in materialization.metadata["by_topic"].value
     ablation = materialization.metadata["ablation"].value
-    assert "| greedy | tune | 4 | 50.0 | 100.0 |" in ablation
-    assert "| vote ≤5 (stop at 2) + repair | tune | 4 | 50.0 | 100.0 |" in ablation
+    assert "| greedy + functions ≤2 | tune | 4 | 50.0 | 100.0 |" in ablation
+    assert "| vote ≤5 (stop at 2) + repair + functions ≤2 | tune | 4 | 50.0 | 100.0 |" in ablation
 
     import mlflow
 
@@ -118,6 +122,7 @@ def test_llm_qa_eval_scores_the_stub_like_the_paper(
     assert len(runs) == 1 and runs[0].data.metrics["pot_accuracy"] == 50.0
     assert runs[0].data.params["prompt"] == "improved"
     assert runs[0].data.params["samples"] == "5" and runs[0].data.params["repair"] == "True"
+    assert runs[0].data.params["functions"] == "2"
 
 
 def test_llm_qa_eval_without_an_endpoint_fails_naming_the_setting(
@@ -155,12 +160,16 @@ def test_ask_runs_the_models_program_and_reports_failures(
         Reply(content=f"```python\n{record['python_solution']}\n```"),
         Reply(content="I cannot write code today."),
         Reply(content="```python\ndef solution():\n    while True:\n        pass\n```"),
+        Reply(
+            content="```python\ndef solution():\n    return bond_price(100, 0.08, 0.06, 10)\n```"
+        ),
     ]
     with LLMStub(replies=replies) as stub:
         env = {
             "FINMATH_LLM_BASE_URL": stub.base_url,
             "FINMATH_LLM_MODEL": "stub-model",
-            # the defaults: one greedy program, no repair (each reply is an answer)
+            "FINMATH_LLM_FUNCTIONS": "2",
+            # otherwise the defaults: one greedy program, no repair (each reply is an answer)
         }
         with service_process(ask_settings, tmp_path, extra_env=env) as url:
             body = {"question": record["question"], "tables": record["tables"]}
@@ -179,17 +188,28 @@ def test_ask_runs_the_models_program_and_reports_failures(
             looping = httpx.post(f"{url}/ask", json=body, timeout=60).json()
             # stopped by the CPU-seconds limit (an error) or, failing that, the wall clock
             assert looping["status"] in ("error", "timeout") and looping["answer"] is None
+            # a library function the prompt offered runs in front of the program that calls it
+            bond = (
+                "What is the price of a bond with a face value of 100, an 8% annual coupon and "
+                "ten years to maturity when its yield to maturity is 6%?"
+            )
+            priced = httpx.post(f"{url}/ask", json={"question": bond}, timeout=60).json()
+            assert priced["status"] == "ok" and priced["answer"] == pytest.approx(114.7202)
+            assert priced["functions"][0]["name"] == "bond_price"
             bad = httpx.post(f"{url}/ask", json={"question": ""}, timeout=10)
             assert bad.status_code == 422
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
-    for outcome in ("ok", "no_program", looping["status"]):
+    assert 'finmath_llm_asks_total{outcome="ok"} 2.0' in metrics
+    for outcome in ("no_program", looping["status"]):
         assert f'finmath_llm_asks_total{{outcome="{outcome}"}} 1.0' in metrics
-    for status in ("ok", looping["status"]):  # the unparseable program never reached it
-        assert f'finmath_sandbox_runs_total{{status="{status}"}} 1.0' in metrics
+    assert 'finmath_sandbox_runs_total{status="ok"} 2.0' in metrics
+    # the unparseable program never reached the sandbox
+    assert f'finmath_sandbox_runs_total{{status="{looping["status"]}"}} 1.0' in metrics
     # the improved prompt carried the retrieved solved examples and the prefill
     first = stub.chat_requests[0].body["messages"]
     assert first[-1]["role"] == "assistant" and "def solution():" in first[-1]["content"]
     assert sum(m["role"] == "assistant" for m in first) == 1 + 2  # two examples + prefill
+    assert "def bond_price(" in stub.chat_requests[3].body["messages"][-2]["content"]
 
 
 def test_ask_shows_every_candidate_the_repair_and_the_vote(

@@ -8,6 +8,7 @@ program; a lenient-extraction accuracy is reported separately, never mixed in.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -22,6 +23,7 @@ from finmath_assets.core.llm.ablation import (
     ablation,
     ablation_table,
     configs_up_to,
+    question_number,
     split_of,
 )
 from finmath_assets.core.llm.answering import LLMAnswer, answer
@@ -136,7 +138,7 @@ def llm_qa_eval(
     labelled = validated_records[
         (validated_records["split"] == "validation") & validated_records["ground_truth"].notna()
     ].copy()
-    labelled["index"] = labelled["question_id"].str.rsplit("-", n=1).str[-1].astype(int)
+    labelled["index"] = labelled["question_id"].map(question_number)
     if config.questions not in ("all", *SPLITS):
         raise dg.Failure(f"questions must be 'all', 'tune' or 'holdout', got {config.questions!r}")
     halves = split_of(labelled["question_id"])
@@ -147,7 +149,9 @@ def llm_qa_eval(
     sampling = llm.sampling()
     bank = ExampleBank.from_frame(solved_examples)
     k = llm.few_shot if variant == "improved" else 0
-    embedder = embedding_model.get_embedder() if k else None
+    offers_functions = variant == "improved" and llm.functions > 0
+    embedder = embedding_model.get_embedder() if k or offers_functions else None
+    functions = llm.function_retrieval(embedder) if offers_functions and embedder else None
     rows, scored, started = [], [], time.perf_counter()
     with client:
         for number, record in enumerate(labelled.itertuples(index=False), start=1):
@@ -163,13 +167,16 @@ def llm_qa_eval(
                 limits=limits,
                 exclude_id=record.question_id,  # an item never retrieves itself
                 sampling=sampling,
+                functions=functions,
             )
-            # every attempt scored on its own output; the chosen one's score is the answer's
-            scores = [score_output(a.raw_output or "", gold, limits=limits) for a in reply.attempts]
+            # every attempt scored on its own output (after the offered functions' source, as
+            # it ran); the chosen one's score is the answer's
+            score = functools.partial(
+                score_output, gold=gold, limits=limits, preamble=reply.preamble
+            )
+            scores = [score(a.raw_output or "") for a in reply.attempts]
             result = (
-                scores[reply.chosen]
-                if reply.chosen is not None
-                else score_output(reply.raw_output or "", gold, limits=limits)
+                scores[reply.chosen] if reply.chosen is not None else score(reply.raw_output or "")
             )
             scored.append(result)
             rows.append(
@@ -193,6 +200,7 @@ def llm_qa_eval(
                     "raw_output": reply.raw_output,
                     "llm_error": reply.error if reply.status == "llm_error" else None,
                     "retrieved_ids": json.dumps([r.question_id for r in reply.retrieved]),
+                    "functions": json.dumps([f.name for f in reply.functions]),
                     "llm_seconds": reply.llm_seconds,
                     "prompt_tokens": reply.prompt_tokens,
                     "completion_tokens": reply.completion_tokens,
@@ -224,7 +232,9 @@ def llm_qa_eval(
             }
             for row in rows
         ],
-        configs_up_to(sampling.samples, sampling.agree, sampling.repair),
+        configs_up_to(
+            sampling.samples, sampling.agree, sampling.repair, functions.count if functions else 0
+        ),
     )
     seconds = frame["total_seconds"] if len(frame) else pd.Series([0.0])
     with mlflow_tracking.start_run(
@@ -244,6 +254,8 @@ def llm_qa_eval(
                 "vote_agree": sampling.agree,
                 "temperature": sampling.temperature,
                 "repair": sampling.repair,
+                "functions": functions.count if functions else 0,
+                "function_min_similarity": llm.function_min_similarity,
             }
         )
         mlflow.log_metrics(
@@ -275,6 +287,15 @@ def llm_qa_eval(
             "prompt": variant,
             "question_set": config.questions,
             "sampling": dg.MetadataValue.json(dataclasses.asdict(sampling)),
+            "functions": dg.MetadataValue.json(
+                {
+                    "offered_per_question": functions.count if functions else 0,
+                    "min_similarity": llm.function_min_similarity,
+                    "questions_offered_any": int((frame["functions"] != "[]").sum())
+                    if len(frame)
+                    else 0,
+                }
+            ),
             "median_seconds_per_question": float(seconds.median()),
             "by_topic": dg.MetadataValue.md(_accuracy_table(accuracy)),
             "ablation": dg.MetadataValue.md(ablation_table(ablation_rows)),
