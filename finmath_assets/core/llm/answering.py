@@ -11,6 +11,10 @@ what happened:
   of time, or returned something that is not a finite number;
 * ``ok``: ``value`` is the number ``solution()`` returned.
 
+With a :class:`~finmath_assets.core.llm.functions.FunctionRetrieval` the improved prompt also
+offers finance library functions: their signatures follow the question, and their source runs
+in front of every program (so a traceback's line numbers count the offered source too).
+
 With :class:`Sampling` it asks for several programs (self-consistency: the majority over their
 numbers, stopping once enough agree) and sends a failed program back once with its error.
 Every attempt is kept in ``LLMAnswer.attempts``.

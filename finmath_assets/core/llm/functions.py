@@ -7,6 +7,11 @@ without the tables) is matched by cosine. The ``count`` most similar functions a
 body, which costs prompt tokens), and :func:`preamble` puts their full source in front of
 the model's program when it runs, so a call resolves. A program that defines a function of
 the same name overrides the library's (its definition comes later).
+
+The model sees each function under a ``calc_`` name (``calc_bond_price``): with the bare name it
+wrote ``bond_price = bond_price(...)`` inside ``solution()``, which Python rejects
+(UnboundLocalError: the assignment makes the name local) in 3 of the 32 programs that called an
+offered function in the first measured run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from finmath_assets.core.finance import FUNCTIONS
 from finmath_assets.core.llm.retrieval import QueryEmbedder
 
+OFFERED_PREFIX = "calc_"  # the name a program calls; see the module docstring
 FUNCTIONS_INTRO = (
     "These functions are already defined; call them where they fit, do not define them again:"
 )
@@ -29,22 +35,26 @@ FUNCTIONS_INTRO = (
 
 @dataclass(frozen=True)
 class LibraryFunction:
-    name: str
-    source: str  # the whole definition, self-contained (math only)
+    name: str  # as offered: OFFERED_PREFIX + the library's name
+    source: str  # the whole definition under that name, self-contained (math only)
     header: str  # signature and docstring: what the prompt shows
     description: str  # what the retriever embeds
 
     @classmethod
     def of(cls, function: Callable[..., float]) -> LibraryFunction:
+        own = function.__name__
         source = textwrap.dedent(inspect.getsource(function))
+        if not source.startswith(f"def {own}("):
+            raise ValueError(f"{own} must be a plain top-level function")
+        source = f"def {OFFERED_PREFIX}{own}(" + source[len(f"def {own}(") :]
         node = ast.parse(source).body[0]
         if not isinstance(node, ast.FunctionDef) or ast.get_docstring(node) is None:
-            raise ValueError(f"{function.__name__} needs a docstring: the retriever embeds it")
+            raise ValueError(f"{own} needs a docstring: the retriever embeds it")
         docstring_end = node.body[0].end_lineno or 1
         header = "\n".join(source.splitlines()[:docstring_end])
-        words = function.__name__.replace("_", " ")
+        words = own.replace("_", " ")
         description = f"{words}: {' '.join(ast.get_docstring(node).split())}"  # type: ignore[union-attr]
-        return cls(function.__name__, source.rstrip() + "\n", header, description)
+        return cls(node.name, source.rstrip() + "\n", header, description)
 
 
 LIBRARY: tuple[LibraryFunction, ...] = tuple(LibraryFunction.of(f) for f in FUNCTIONS)

@@ -26,7 +26,11 @@ BOND_QUESTION = (
     "maturity when its yield to maturity is 6%?"
 )
 BOND_PRICE = 114.7202
-CALLS_BOND_PRICE = "```python\ndef solution():\n    return bond_price(100, 0.08, 0.06, 10)\n```"
+# the model names its result like the function: the offered name (calc_...) keeps that legal
+CALLS_BOND_PRICE = (
+    "```python\ndef solution():\n    bond_price = calc_bond_price(100, 0.08, 0.06, 10)\n"
+    "    return bond_price\n```"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +42,10 @@ def test_a_question_is_offered_the_functions_that_compute_it(
     index: FunctionIndex, embedder: Embedder
 ) -> None:
     offered = index.for_question(BOND_QUESTION, embedder, 2, 0.45)
-    assert offered and offered[0].function.name == "bond_price"
+    assert offered and offered[0].function.name == "calc_bond_price"
     assert all(o.similarity >= 0.45 for o in offered) and len(offered) <= 2
     ewma = "What weight does a RiskMetrics EWMA model with decay 0.94 give a 3-day-old return?"
-    assert index.for_question(ewma, embedder, 1, 0.45)[0].function.name == "ewma_weight"
+    assert index.for_question(ewma, embedder, 1, 0.45)[0].function.name == "calc_ewma_weight"
 
 
 def test_nothing_is_offered_below_the_similarity_floor(
@@ -66,7 +70,7 @@ def test_an_index_of_another_embedding_model_is_refused(index: FunctionIndex) ->
 
 
 def test_the_prompt_shows_signatures_and_the_sandbox_gets_the_source() -> None:
-    (entry,) = [f for f in LIBRARY if f.name == "bond_price"]
+    (entry,) = [f for f in LIBRARY if f.name == "calc_bond_price"]
     offered = [Offered(entry, 0.7)]
     block = functions_block(offered)
     assert block.startswith(FUNCTIONS_INTRO) and entry.header in block
@@ -91,10 +95,10 @@ def test_the_models_program_calls_an_offered_function(
             )
         (request,) = stub.chat_requests
     assert (result.status, result.value) == ("ok", pytest.approx(BOND_PRICE, abs=1e-4))
-    assert result.functions[0].name == "bond_price"
+    assert result.functions[0].name == "calc_bond_price"
     question_turn = [m for m in request.body["messages"] if m["role"] == "user"][-1]["content"]
     assert question_turn.index(BOND_QUESTION) < question_turn.index(FUNCTIONS_INTRO)
-    assert "def bond_price(" in question_turn
+    assert "def calc_bond_price(" in question_turn
     # the evaluation scores the output as it ran: the offered source in front of the program
     assert score_output(result.raw_output or "", BOND_PRICE, preamble=result.preamble).correct
     unaided = score_output(result.raw_output or "", BOND_PRICE)

@@ -161,7 +161,7 @@ def test_ask_runs_the_models_program_and_reports_failures(
         Reply(content="I cannot write code today."),
         Reply(content="```python\ndef solution():\n    while True:\n        pass\n```"),
         Reply(
-            content="```python\ndef solution():\n    return bond_price(100, 0.08, 0.06, 10)\n```"
+            content="```python\ndef solution():\n    return calc_bond_price(100, 0.08, 0.06, 10)```"
         ),
     ]
     with LLMStub(replies=replies) as stub:
@@ -195,7 +195,7 @@ def test_ask_runs_the_models_program_and_reports_failures(
             )
             priced = httpx.post(f"{url}/ask", json={"question": bond}, timeout=60).json()
             assert priced["status"] == "ok" and priced["answer"] == pytest.approx(114.7202)
-            assert priced["functions"][0]["name"] == "bond_price"
+            assert priced["functions"][0]["name"] == "calc_bond_price"
             bad = httpx.post(f"{url}/ask", json={"question": ""}, timeout=10)
             assert bad.status_code == 422
             metrics = httpx.get(f"{url}/metrics", timeout=10).text
@@ -209,7 +209,7 @@ def test_ask_runs_the_models_program_and_reports_failures(
     first = stub.chat_requests[0].body["messages"]
     assert first[-1]["role"] == "assistant" and "def solution():" in first[-1]["content"]
     assert sum(m["role"] == "assistant" for m in first) == 1 + 2  # two examples + prefill
-    assert "def bond_price(" in stub.chat_requests[3].body["messages"][-2]["content"]
+    assert "def calc_bond_price(" in stub.chat_requests[3].body["messages"][-2]["content"]
 
 
 def test_ask_shows_every_candidate_the_repair_and_the_vote(
