@@ -12,7 +12,8 @@ solved example, labelled as such: it is never presented as an answer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from finmath_assets.core.embeddings import Embedder
@@ -41,7 +42,8 @@ class Asker:
     client: LLMClient | None
     bank: ExampleBank | None
     bank_error: str | None = None
-    functions: FunctionRetrieval | None = None  # library functions to offer (improved prompt)
+    _functions: FunctionRetrieval | None = field(default=None, init=False, repr=False)
+    _functions_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder) -> Asker:
@@ -63,14 +65,23 @@ class Asker:
         )
         if client is None:
             log.warning("/ask answers 503: FINMATH_LLM_BASE_URL is not set")
-        functions = None
-        if settings.llm_functions and settings.llm_prompt == "improved":
-            functions = FunctionRetrieval(
-                FunctionIndex.build(embedder),
-                settings.llm_functions,
-                settings.llm_function_min_similarity,
-            )
-        return cls(settings, embedder, client, bank, error, functions)
+        return cls(settings, embedder, client, bank, error)
+
+    @property
+    def functions(self) -> FunctionRetrieval | None:
+        """The library functions to offer (improved prompt, FINMATH_LLM_FUNCTIONS > 0), indexed
+        on the first question: a few dozen embeddings the service need not pay at start-up."""
+        settings = self.settings
+        if not settings.llm_functions or settings.llm_prompt != "improved":
+            return None
+        with self._functions_lock:
+            if self._functions is None:
+                self._functions = FunctionRetrieval(
+                    FunctionIndex.build(self.embedder),
+                    settings.llm_functions,
+                    settings.llm_function_min_similarity,
+                )
+            return self._functions
 
     @property
     def k(self) -> int:
@@ -82,17 +93,18 @@ class Asker:
             raise NoEndpointError(self._unavailable(question, tables))
         variant = self.settings.llm_prompt
         improved = variant == "improved"
+        functions = self.functions
         return answer(
             question,
             tables,
             client=self.client,
             prompt_variant=variant,
             bank=self.bank,
-            embedder=self.embedder if improved and (self.k or self.functions) else None,
+            embedder=self.embedder if improved and (self.k or functions) else None,
             k=self.k if improved else 0,
             limits=Limits(isolation=self.settings.sandbox_isolation),
             sampling=self.settings.llm_sampling(),
-            functions=self.functions if improved else None,
+            functions=functions,
         )
 
     def _unavailable(self, question: str, tables: list[str]) -> dict[str, Any]:
