@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from finmath_assets.core.embeddings import Embedder
-from finmath_assets.core.llm.answering import answer
+from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.client import LLMClient
 from finmath_assets.core.llm.functions import (
     FUNCTIONS_INTRO,
@@ -18,8 +18,9 @@ from finmath_assets.core.llm.functions import (
     functions_block,
     preamble,
 )
+from finmath_assets.core.llm.prompts import PromptVariant
 from finmath_assets.core.llm.scoring import score_output
-from finmath_assets_tests.llm_stub import LLMStub, Reply
+from finmath_assets_tests.llm_stub import LLMStub, Recorded, Reply
 
 BOND_QUESTION = (
     "What is the price of a bond with a face value of 100, an 8% annual coupon and ten years to "
@@ -79,21 +80,29 @@ def test_the_prompt_shows_signatures_and_the_sandbox_gets_the_source() -> None:
     assert functions_block([]) == "" and preamble([]) == ""
 
 
-def test_the_models_program_calls_an_offered_function(
-    index: FunctionIndex, embedder: Embedder
-) -> None:
-    retrieval = FunctionRetrieval(index, count=2, min_similarity=0.45)
+def ask_bond_question(
+    variant: PromptVariant, retrieval: FunctionRetrieval, embedder: Embedder
+) -> tuple[LLMAnswer, Recorded]:
+    """The bond question answered by a stub whose program calls ``calc_bond_price``."""
     with LLMStub([Reply(CALLS_BOND_PRICE)]) as stub:
         with LLMClient(stub.base_url, "stub-model", max_retries=0) as client:
             result = answer(
                 BOND_QUESTION,
                 [],
                 client=client,
-                prompt_variant="improved",
+                prompt_variant=variant,
                 embedder=embedder,
                 functions=retrieval,
             )
         (request,) = stub.chat_requests
+    return result, request
+
+
+def test_the_models_program_calls_an_offered_function(
+    index: FunctionIndex, embedder: Embedder
+) -> None:
+    retrieval = FunctionRetrieval(index, count=2, min_similarity=0.45)
+    result, request = ask_bond_question("improved", retrieval, embedder)
     assert (result.status, result.value) == ("ok", pytest.approx(BOND_PRICE, abs=1e-4))
     assert result.functions[0].name == "calc_bond_price"
     question_turn = [m for m in request.body["messages"] if m["role"] == "user"][-1]["content"]
@@ -106,17 +115,7 @@ def test_the_models_program_calls_an_offered_function(
 
 
 def test_the_papers_prompt_offers_no_functions(index: FunctionIndex, embedder: Embedder) -> None:
-    with LLMStub([Reply(CALLS_BOND_PRICE)]) as stub:
-        with LLMClient(stub.base_url, "stub-model", max_retries=0) as client:
-            result = answer(
-                BOND_QUESTION,
-                [],
-                client=client,
-                prompt_variant="paper",
-                embedder=embedder,
-                functions=FunctionRetrieval(index),
-            )
-        (request,) = stub.chat_requests
+    result, request = ask_bond_question("paper", FunctionRetrieval(index), embedder)
     assert result.functions == () and result.preamble == ""
     assert FUNCTIONS_INTRO not in str(request.body["messages"])
     assert result.status == "error" and "NameError" in (result.error or "")
