@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from finmath_assets.core.finance import FUNCTIONS
-from finmath_assets.core.llm.retrieval import QueryEmbedder
+from finmath_assets.core.llm.retrieval import QueryEmbedder, cosine_scores, unit_rows
 
 OFFERED_PREFIX = "calc_"  # the name a program calls; see the module docstring
 FUNCTIONS_INTRO = (
@@ -74,9 +74,8 @@ class FunctionIndex:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(functions):
             raise ValueError(f"need one vector per function: {len(functions)}, {vectors.shape}")
-        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         self.functions = tuple(functions)
-        self.vectors = vectors / np.where(norms > 0, norms, 1.0)
+        self.vectors = unit_rows(vectors)
         self.model_id = model_id
 
     @classmethod
@@ -95,13 +94,7 @@ class FunctionIndex:
             raise ValueError(f"count must be 0 or more, got {count}")
         if count == 0 or not self.functions:
             return []
-        vector = np.asarray(query, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.vectors.shape[1]:
-            raise ValueError(
-                f"query has {vector.shape[0]} dimensions, the index {self.vectors.shape[1]}"
-            )
-        norm = float(np.linalg.norm(vector))
-        scores = self.vectors @ (vector / norm if norm > 0 else vector)
+        scores = cosine_scores(self.vectors, query)
         order = np.argsort(-scores, kind="stable")[:count]
         kept = [i for i in order if scores[i] >= min_similarity]
         return [Offered(self.functions[i], float(scores[i])) for i in kept]

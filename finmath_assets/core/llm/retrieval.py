@@ -71,9 +71,20 @@ class Retrieved:
     similarity: float  # cosine, in [-1, 1]
 
 
-def _normalised(matrix: np.ndarray) -> np.ndarray:
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row (or the vector) scaled to length 1; zero rows stay zero."""
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def cosine_scores(unit_vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The cosine of each row of ``unit_vectors`` (already unit length) with ``query``."""
+    vector = np.asarray(query, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != unit_vectors.shape[1]:
+        raise ValueError(
+            f"query has {vector.shape[0]} dimensions, the vectors {unit_vectors.shape[1]}"
+        )
+    return np.asarray(unit_vectors @ unit_rows(vector))
 
 
 class ExampleBank:
@@ -86,7 +97,7 @@ class ExampleBank:
                 f"need one vector per example: {len(examples)} examples, vectors {vectors.shape}"
             )
         self.examples: tuple[Example, ...] = tuple(examples)
-        self.vectors = _normalised(vectors)
+        self.vectors = unit_rows(vectors)
         self.model_id = model_id
         self._index = {example.question_id: i for i, example in enumerate(self.examples)}
 
@@ -143,12 +154,7 @@ class ExampleBank:
             raise ValueError(f"k must be 0 or more, got {k}")
         if k == 0 or not self.examples:
             return []
-        vector = np.asarray(query, dtype=np.float32).reshape(-1)
-        if vector.shape[0] != self.vectors.shape[1]:
-            raise ValueError(
-                f"query has {vector.shape[0]} dimensions, the bank {self.vectors.shape[1]}"
-            )
-        scores = self.vectors @ _normalised(vector)
+        scores = cosine_scores(self.vectors, query)
         excluded = self._index.get(exclude_id) if exclude_id is not None else None
         if excluded is not None:
             scores[excluded] = -np.inf
