@@ -19,7 +19,7 @@ from typing import Any
 from finmath_assets.core.embeddings import Embedder
 from finmath_assets.core.llm.answering import LLMAnswer, answer
 from finmath_assets.core.llm.client import LLMClient
-from finmath_assets.core.llm.functions import FunctionIndex, FunctionRetrieval
+from finmath_assets.core.llm.functions import FunctionRetrieval
 from finmath_assets.core.llm.retrieval import SOLVED_EXAMPLES_FILE, ExampleBank, ExampleBankError
 from finmath_assets.core.sandbox import Limits
 from finmath_assets.settings import Settings
@@ -76,10 +76,8 @@ class Asker:
             return None
         with self._functions_lock:
             if self._functions is None:
-                self._functions = FunctionRetrieval(
-                    FunctionIndex.build(self.embedder),
-                    settings.llm_functions,
-                    settings.llm_function_min_similarity,
+                self._functions = FunctionRetrieval.build(
+                    self.embedder, settings.llm_functions, settings.llm_function_min_similarity
                 )
             return self._functions
 

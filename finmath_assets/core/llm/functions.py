@@ -141,5 +141,14 @@ class FunctionRetrieval:
         if self.count < 0:
             raise ValueError(f"count must be 0 or more, got {self.count}")
 
+    @classmethod
+    def build(
+        cls, embedder: QueryEmbedder, count: int, min_similarity: float
+    ) -> FunctionRetrieval | None:
+        """The library indexed with ``embedder`` (None when ``count`` is 0: nothing offered)."""
+        if count == 0:
+            return None
+        return cls(FunctionIndex.build(embedder), count, min_similarity)
+
     def offer(self, question: str, embedder: QueryEmbedder) -> list[Offered]:
         return self.index.for_question(question, embedder, self.count, self.min_similarity)

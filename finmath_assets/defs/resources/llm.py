@@ -9,7 +9,7 @@ import dagster as dg
 
 from finmath_assets.core.llm.answering import Sampling
 from finmath_assets.core.llm.client import LLMClient, LLMClientConfig
-from finmath_assets.core.llm.functions import FunctionIndex, FunctionRetrieval
+from finmath_assets.core.llm.functions import FunctionRetrieval
 from finmath_assets.core.llm.retrieval import QueryEmbedder
 from finmath_assets.defs.resources.secrets import secret
 from finmath_assets.settings import Settings
@@ -68,11 +68,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def function_retrieval(self, embedder: QueryEmbedder) -> FunctionRetrieval | None:
         """The library functions to offer (None: none), indexed with ``embedder``."""
-        if self.functions == 0:
-            return None
-        return FunctionRetrieval(
-            FunctionIndex.build(embedder), self.functions, self.function_min_similarity
-        )
+        return FunctionRetrieval.build(embedder, self.functions, self.function_min_similarity)
 
     def client(self) -> LLMClient:
         if not self.base_url:

@@ -152,6 +152,7 @@ def llm_qa_eval(
     offers_functions = variant == "improved" and llm.functions > 0
     embedder = embedding_model.get_embedder() if k or offers_functions else None
     functions = llm.function_retrieval(embedder) if offers_functions and embedder else None
+    offered_per_question = functions.count if functions else 0
     rows, scored, started = [], [], time.perf_counter()
     with client:
         for number, record in enumerate(labelled.itertuples(index=False), start=1):
@@ -232,9 +233,7 @@ def llm_qa_eval(
             }
             for row in rows
         ],
-        configs_up_to(
-            sampling.samples, sampling.agree, sampling.repair, functions.count if functions else 0
-        ),
+        configs_up_to(sampling.samples, sampling.agree, sampling.repair, offered_per_question),
     )
     seconds = frame["total_seconds"] if len(frame) else pd.Series([0.0])
     with mlflow_tracking.start_run(
@@ -254,7 +253,7 @@ def llm_qa_eval(
                 "vote_agree": sampling.agree,
                 "temperature": sampling.temperature,
                 "repair": sampling.repair,
-                "functions": functions.count if functions else 0,
+                "functions": offered_per_question,
                 "function_min_similarity": llm.function_min_similarity,
             }
         )
@@ -289,7 +288,7 @@ def llm_qa_eval(
             "sampling": dg.MetadataValue.json(dataclasses.asdict(sampling)),
             "functions": dg.MetadataValue.json(
                 {
-                    "offered_per_question": functions.count if functions else 0,
+                    "offered_per_question": offered_per_question,
                     "min_similarity": llm.function_min_similarity,
                     "questions_offered_any": int((frame["functions"] != "[]").sum())
                     if len(frame)
