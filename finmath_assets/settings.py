@@ -250,7 +250,10 @@ class Settings(BaseSettings):
         "solved examples, the answer started as `def solution():`).",
     )
     llm_few_shot: int = Field(
-        default=2, ge=0, le=8, description="Retrieved solved examples in the improved prompt."
+        default=1,
+        ge=0,
+        le=8,
+        description="Retrieved solved examples in the improved prompt (docs/llm.md: how many).",
     )
     llm_prefill_mode: Literal["chat", "vllm", "chatml"] = Field(
         default="chat",

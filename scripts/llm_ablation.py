@@ -52,10 +52,17 @@ def main() -> None:
         raise SystemExit(f"no MLflow experiment {settings.mlflow_experiment!r}")
     questions: dict[str, dict[str, Any]] = {}
     samples, repair, agree = 16, True, 2
-    offered: set[int] = set()
+    # what shapes the prompt: the variant, the solved examples (k) and the functions offered
+    prompts: set[tuple[str, int, int]] = set()
     for run in _latest_runs(client, experiment.experiment_id, args.run):
         params = run.data.params
-        offered.add(int(params.get("functions", 0)))
+        prompts.add(
+            (
+                params.get("prompt", "improved"),
+                int(params.get("few_shot", 0)),
+                int(params.get("functions", 0)),
+            )
+        )
         samples = min(samples, int(params.get("samples", 1)))
         repair = repair and params.get("repair") == "True"
         agree = int(params.get("vote_agree", agree))
@@ -64,6 +71,8 @@ def main() -> None:
             rows = json.loads(Path(path).read_text(encoding="utf-8"))
         print(
             f"run {run.info.run_id} ({params.get('question_set')}, "
+            f"{params.get('prompt')} prompt, k {params.get('few_shot')}, "
+            f"functions {params.get('functions', 0)}, "
             f"samples {params.get('samples')}, repair {params.get('repair')}): "
             f"{len(rows)} questions, official accuracy "
             f"{run.data.metrics.get('pot_accuracy')} %, median "
@@ -75,12 +84,14 @@ def main() -> None:
                 "attempts": json.loads(row["attempts"]),
                 "retrieval_seconds": row.get("retrieval_seconds") or 0.0,
             }
-    if len(offered) > 1:  # a prompt change is not replayable: the halves must share it
+    if len(prompts) > 1:  # a prompt change is not replayable: the halves must share it
+        shapes = ", ".join(f"{p} k={k} functions={f}" for p, k, f in sorted(prompts))
         raise SystemExit(
-            f"the runs offered different numbers of library functions {sorted(offered)}: "
+            f"the runs were asked with different prompts ({shapes}): "
             "name runs of one configuration with --run"
         )
-    configs = configs_up_to(samples, agree, repair, offered.pop())
+    (_, _, functions) = prompts.pop()
+    configs = configs_up_to(samples, agree, repair, functions)
     print()
     print(ablation_table(ablation(list(questions.values()), configs)))
 

@@ -208,7 +208,7 @@ def test_ask_runs_the_models_program_and_reports_failures(
     # the improved prompt carried the retrieved solved examples and the prefill
     first = stub.chat_requests[0].body["messages"]
     assert first[-1]["role"] == "assistant" and "def solution():" in first[-1]["content"]
-    assert sum(m["role"] == "assistant" for m in first) == 1 + 2  # two examples + prefill
+    assert sum(m["role"] == "assistant" for m in first) == 1 + 1  # the default: one example
     assert "def calc_bond_price(" in stub.chat_requests[3].body["messages"][-2]["content"]
 
 
