@@ -31,15 +31,17 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import openai
-from openai.types.chat import (
-    ChatCompletionAssistantMessageParam,
-    ChatCompletionMessageParam,
-    ChatCompletionSystemMessageParam,
-    ChatCompletionUserMessageParam,
-)
+# The SDK is imported where a client is made or called, not here: importing it takes about a
+# second, which every Dagster run worker and code server loading the definitions would pay.
+if TYPE_CHECKING:
+    from openai.types.chat import (
+        ChatCompletionAssistantMessageParam,
+        ChatCompletionMessageParam,
+        ChatCompletionSystemMessageParam,
+        ChatCompletionUserMessageParam,
+    )
 
 ErrorKind = Literal["connection", "timeout", "http", "bad_response"]
 VLLM_CONTINUE_FINAL_MESSAGE: dict[str, bool] = {
@@ -116,11 +118,14 @@ def _chat_message(message: Mapping[str, str]) -> ChatCompletionMessageParam:
     """``message`` as the SDK's typed chat message (the roles the prompts use)."""
     role, content = message["role"], message["content"]
     if role == "system":
-        return ChatCompletionSystemMessageParam(role="system", content=content)
+        system: ChatCompletionSystemMessageParam = {"role": "system", "content": content}
+        return system
     if role == "user":
-        return ChatCompletionUserMessageParam(role="user", content=content)
+        user: ChatCompletionUserMessageParam = {"role": "user", "content": content}
+        return user
     if role == "assistant":
-        return ChatCompletionAssistantMessageParam(role="assistant", content=content)
+        assistant: ChatCompletionAssistantMessageParam = {"role": "assistant", "content": content}
+        return assistant
     raise ValueError(f"unsupported chat message role {role!r} (system, user or assistant)")
 
 
@@ -174,6 +179,8 @@ class LLMClient:
             raise ValueError(f"prefill_mode must be one of {PREFILL_MODES}, got {prefill_mode!r}")
         self.continue_final_message = continue_final_message or prefill_mode == "vllm"
         self.prefill_mode = prefill_mode
+        import openai
+
         self._client = openai.OpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -230,6 +237,8 @@ class LLMClient:
         extra_body = (
             VLLM_CONTINUE_FINAL_MESSAGE if prefill and self.continue_final_message else None
         )
+        import openai
+
         started = time.perf_counter()
         try:
             if prefill and self.prefill_mode == "chatml":
@@ -263,6 +272,8 @@ class LLMClient:
 
     def _create_text(self, prompt: str, *, temperature: float, seed: int | None) -> str:
         """The body of one ``/v1/completions`` response (raises the SDK's errors)."""
+        import openai
+
         raw = self._client.completions.with_raw_response.create(
             model=self.model,
             prompt=prompt,
@@ -282,6 +293,8 @@ class LLMClient:
         seed: int | None,
     ) -> str:
         """The body of one ``/v1/chat/completions`` response (raises the SDK's errors)."""
+        import openai
+
         raw = self._client.chat.completions.with_raw_response.create(
             model=self.model,
             messages=[_chat_message(message) for message in messages],
