@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,25 @@ def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
     home.mkdir()
     shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
     return Settings(home=home, hf_cache_dir=tmp_path / "hf")
+
+
+@pytest.fixture
+def trained_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
+    """The session's warehouse and MLflow store (answer model v1) copied to a new home; new
+    runs of the copy log their artefacts under it, not under the session's home."""
+    home = tmp_path / "home"
+    (home / "processed").mkdir(parents=True)
+    source = materialized_real.settings
+    shutil.copy(source.warehouse_path, home / "warehouse.duckdb")
+    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
+    shutil.copy(source.processed_dir / "evaluation_report.json", home / "processed")
+    with sqlite3.connect(home / "mlflow.db") as conn:
+        conn.execute(
+            "UPDATE experiments SET artifact_location = ?", ((home / "mlartifacts").as_uri(),)
+        )
+    settings = Settings(home=home, hf_cache_dir=tmp_path / "hf")
+    assert settings.processed_dir == home / "processed"
+    return settings
 
 
 @contextlib.contextmanager

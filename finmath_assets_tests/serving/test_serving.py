@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -57,9 +58,26 @@ class Service:
         self.thread.join(30)
 
 
+SERVING = ServingSettings(refresh_seconds=0.3, log_flush_seconds=0.2)
+
+
 @pytest.fixture
 def service(registry_copy: Settings) -> Iterator[Service]:
-    with Service(registry_copy, ServingSettings(refresh_seconds=0.3, log_flush_seconds=0.2)) as svc:
+    """A service of the test's own: the test may move aliases or count its metrics."""
+    with Service(registry_copy, SERVING) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
+def shared_service(
+    materialized_real: Materialized, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One service for the tests that only read from it or are refused by it (each service
+    takes ~2.5 s to load the champion and the embedder)."""
+    home = tmp_path_factory.mktemp("shared-service") / "home"
+    home.mkdir()
+    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
+    with Service(Settings(home=home, hf_cache_dir=home.parent / "hf"), SERVING) as svc:
         yield svc
 
 
@@ -135,23 +153,27 @@ def test_prediction_equals_the_training_side_prediction(
         ({"surprise": 1}, 422, "surprise"),
     ],
 )
-def test_bad_input_gets_a_4xx_naming_the_field(service: Service, change, status, field) -> None:
+def test_bad_input_gets_a_4xx_naming_the_field(
+    shared_service: Service, change, status, field
+) -> None:
     body = {"question": "What is the NPV?", "tables": [], "topic": "Accounting", **change}
-    response = httpx.post(f"{service.url}/predict", json=body, timeout=30)
+    response = httpx.post(f"{shared_service.url}/predict", json=body, timeout=30)
     assert response.status_code == status
     assert field in json.dumps(response.json()["detail"])
 
 
-def test_oversized_and_malformed_bodies(service: Service) -> None:
+def test_oversized_and_malformed_bodies(shared_service: Service) -> None:
     big = {"question": "q", "tables": [], "topic": "Accounting", "pad": "x" * 1_100_000}
-    response = httpx.post(f"{service.url}/predict", json=big, timeout=30)
+    response = httpx.post(f"{shared_service.url}/predict", json=big, timeout=30)
     assert response.status_code == 413 and "FINMATH_SERVING_MAX_BODY_BYTES" in response.text
     response = httpx.post(
-        f"{service.url}/predict", content=b"{not json", headers={"content-type": "application/json"}
+        f"{shared_service.url}/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert response.status_code == 422
     too_many = {"items": [{"question": "q", "tables": [], "topic": "Accounting"}] * 65}
-    response = httpx.post(f"{service.url}/predict/batch", json=too_many, timeout=30)
+    response = httpx.post(f"{shared_service.url}/predict/batch", json=too_many, timeout=30)
     assert response.status_code == 422 and "items" in response.text
 
 
@@ -225,8 +247,8 @@ def test_request_limits_are_those_given_to_create_app(
     assert schemas["ForecastRequest"]["properties"]["horizon"]["maximum"] == 3
 
 
-def test_health_ready_model_and_openapi(service: Service) -> None:
-    with httpx.Client(base_url=service.url, timeout=30) as client:
+def test_health_ready_model_and_openapi(shared_service: Service) -> None:
+    with httpx.Client(base_url=shared_service.url, timeout=30) as client:
         assert client.get("/health").json() == {"status": "ok"}
         ready = client.get("/ready").json()
         assert (

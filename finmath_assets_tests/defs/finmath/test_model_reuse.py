@@ -5,10 +5,6 @@ session's materialisation (warehouse and MLflow store), so the session's version
 training and these runs are the second and later ones.
 """
 
-import shutil
-import sqlite3
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -30,25 +26,6 @@ pytestmark = pytest.mark.slow  # materialises the training step with Dagster
 
 MODEL = "finmath-answer-regressor"
 TRAINING = [dg.AssetKey(["finmath", "answer_model"]), dg.AssetKey(["finmath", "cv_predictions"])]
-
-
-@pytest.fixture
-def trained_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
-    """The session's warehouse and MLflow store (answer model v1) copied to a new home; new
-    runs of the copy log their artefacts under it, not under the session's home."""
-    home = tmp_path / "home"
-    (home / "processed").mkdir(parents=True)
-    source = materialized_real.settings
-    shutil.copy(source.warehouse_path, home / "warehouse.duckdb")
-    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
-    shutil.copy(source.processed_dir / "evaluation_report.json", home / "processed")
-    with sqlite3.connect(home / "mlflow.db") as conn:
-        conn.execute(
-            "UPDATE experiments SET artifact_location = ?", ((home / "mlartifacts").as_uri(),)
-        )
-    settings = Settings(home=home, hf_cache_dir=tmp_path / "hf")
-    assert settings.processed_dir == home / "processed"
-    return settings
 
 
 def _train(
