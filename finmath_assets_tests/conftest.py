@@ -168,13 +168,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def copy_registry(materialized: Materialized, root: Path) -> Settings:
+    """Settings of a new home under ``root`` whose MLflow store is a copy of ``materialized``'s."""
+    home = root / "home"
+    home.mkdir()
+    shutil.copy(materialized.home / "mlflow.db", home / "mlflow.db")
+    return Settings(home=home, hf_cache_dir=root / "hf")
+
+
 @pytest.fixture
 def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
     """Settings whose MLflow store is a private copy (tests move aliases freely)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
-    return Settings(home=home, hf_cache_dir=tmp_path / "hf")
+    return copy_registry(materialized_real, tmp_path)
 
 
 @pytest.fixture

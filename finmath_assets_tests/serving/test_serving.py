@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,12 @@ from mlflow.tracking import MlflowClient
 
 from finmath_assets.core.registry import LoadedModel, load_model
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized, free_port, service_process
+from finmath_assets_tests.conftest import (
+    Materialized,
+    copy_registry,
+    free_port,
+    service_process,
+)
 from serving.app import create_app
 from serving.model_state import ModelCompatibilityError, ModelState, check_compatible
 from serving.settings import ServingSettings
@@ -74,10 +78,8 @@ def shared_service(
 ) -> Iterator[Service]:
     """One service for the tests that only read from it or are refused by it (each service
     takes ~2.5 s to load the champion and the embedder)."""
-    home = tmp_path_factory.mktemp("shared-service") / "home"
-    home.mkdir()
-    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
-    with Service(Settings(home=home, hf_cache_dir=home.parent / "hf"), SERVING) as svc:
+    settings = copy_registry(materialized_real, tmp_path_factory.mktemp("shared-service"))
+    with Service(settings, SERVING) as svc:
         yield svc
 
 

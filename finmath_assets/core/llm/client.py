@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 # The SDK is imported where a client is made or called, not here: importing it takes about a
 # second, which every Dagster run worker and code server loading the definitions would pay.
 if TYPE_CHECKING:
+    from openai import Omit
     from openai.types.chat import (
         ChatCompletionAssistantMessageParam,
         ChatCompletionMessageParam,
@@ -239,16 +240,19 @@ class LLMClient:
         )
         import openai
 
+        sent_seed = seed if seed is not None else openai.omit
         started = time.perf_counter()
         try:
             if prefill and self.prefill_mode == "chatml":
                 # a true prefill on servers whose chat endpoint closes the final assistant
                 # message (llama-cpp-python's): the ChatML text, left open, to /v1/completions
                 body_text = self._create_text(
-                    chatml_prompt(sent), temperature=temperature, seed=seed
+                    chatml_prompt(sent), temperature=temperature, seed=sent_seed
                 )
             else:
-                body_text = self._create_chat(sent, extra_body, temperature=temperature, seed=seed)
+                body_text = self._create_chat(
+                    sent, extra_body, temperature=temperature, seed=sent_seed
+                )
         except openai.APITimeoutError as exc:
             raise self._error(
                 f"timed out after {self.timeout_seconds:g} s per attempt "
@@ -270,15 +274,13 @@ class LLMClient:
         latency = time.perf_counter() - started
         return self._parse(body_text, latency, prefill)
 
-    def _create_text(self, prompt: str, *, temperature: float, seed: int | None) -> str:
+    def _create_text(self, prompt: str, *, temperature: float, seed: int | Omit) -> str:
         """The body of one ``/v1/completions`` response (raises the SDK's errors)."""
-        import openai
-
         raw = self._client.completions.with_raw_response.create(
             model=self.model,
             prompt=prompt,
             temperature=temperature,
-            seed=seed if seed is not None else openai.omit,
+            seed=seed,
             max_tokens=self.max_tokens,
             stop=["<|im_end|>", "<|endoftext|>"],
         )
@@ -290,16 +292,14 @@ class LLMClient:
         extra_body: Mapping[str, bool] | None,
         *,
         temperature: float,
-        seed: int | None,
+        seed: int | Omit,
     ) -> str:
         """The body of one ``/v1/chat/completions`` response (raises the SDK's errors)."""
-        import openai
-
         raw = self._client.chat.completions.with_raw_response.create(
             model=self.model,
             messages=[_chat_message(message) for message in messages],
             temperature=temperature,
-            seed=seed if seed is not None else openai.omit,
+            seed=seed,
             max_tokens=self.max_tokens,
             extra_body=extra_body,
         )
