@@ -27,7 +27,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("FINMATH_MODEL_CACHE_DIR", tempfile.mkdtemp(prefix="finmath-test-models-"))
 
 import dagster as dg
+import duckdb
 import httpx
+import pandas as pd
 import pytest
 
 from finmath_assets.core.embeddings import Embedder
@@ -186,19 +188,45 @@ def registry_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
 def trained_copy(materialized_real: Materialized, tmp_path: Path) -> Settings:
     """The session's warehouse and MLflow store (answer model v1) copied to a new home; new
     runs of the copy log their artefacts under it, not under the session's home."""
-    home = tmp_path / "home"
-    (home / "processed").mkdir(parents=True)
-    source = materialized_real.settings
-    shutil.copy(source.warehouse_path, home / "warehouse.duckdb")
-    shutil.copy(materialized_real.home / "mlflow.db", home / "mlflow.db")
-    shutil.copy(source.processed_dir / "evaluation_report.json", home / "processed")
+    settings = copy_registry(materialized_real, tmp_path)
+    home, source = settings.home, materialized_real.settings
+    assert settings.processed_dir == home / "processed"
+    settings.processed_dir.mkdir()
+    shutil.copy(source.warehouse_path, settings.warehouse_path)
+    shutil.copy(source.processed_dir / "evaluation_report.json", settings.processed_dir)
     with sqlite3.connect(home / "mlflow.db") as conn:
         conn.execute(
             "UPDATE experiments SET artifact_location = ?", ((home / "mlartifacts").as_uri(),)
         )
-    settings = Settings(home=home, hf_cache_dir=tmp_path / "hf")
-    assert settings.processed_dir == home / "processed"
     return settings
+
+
+ANSWER_MODEL_KEY = dg.AssetKey(["finmath", "answer_model"])
+TRAINING = [ANSWER_MODEL_KEY, dg.AssetKey(["finmath", "cv_predictions"])]
+
+
+def train_step(
+    settings: Settings, instance: dg.DagsterInstance, **config: object
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """One run of the training step (``answer_model`` + ``cv_predictions``, op ``config``
+    given); its answer_model metadata, row and cv_predictions."""
+    from finmath_assets.definitions import build_definitions
+
+    result = (
+        build_definitions(settings)
+        .resolve_job_def("finmath_job")
+        .execute_in_process(
+            instance=instance,
+            asset_selection=TRAINING,
+            run_config={"ops": {"train_answer_model": {"config": config}}} if config else None,
+        )
+    )
+    assert result.success
+    metadata = materialization_metadata(result, ANSWER_MODEL_KEY)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        row = conn.execute("SELECT * FROM finmath.answer_model").fetchdf()
+        cv = conn.execute("SELECT * FROM finmath.cv_predictions").fetchdf()
+    return metadata, row, cv
 
 
 @contextlib.contextmanager

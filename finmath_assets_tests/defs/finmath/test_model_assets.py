@@ -14,10 +14,9 @@ from mlflow.tracking import MlflowClient
 from finmath_assets.core.evaluation import EvaluationReport
 from finmath_assets.core.modeling import build_estimator
 from finmath_assets.core.registry import CHALLENGER, CHAMPION, load_model, version_by_alias
-from finmath_assets.definitions import build_definitions
 from finmath_assets.defs.resources import MlflowTrackingResource
 from finmath_assets.settings import Settings
-from finmath_assets_tests.conftest import Materialized, materialization_metadata
+from finmath_assets_tests.conftest import Materialized, train_step
 
 pytestmark = pytest.mark.slow  # reads the real materialisation, retrains and registers
 
@@ -126,20 +125,7 @@ def test_evaluation_report_json_and_history(
 def test_worse_challenger_does_not_take_the_champion_alias(trained_copy: Settings) -> None:
     """A one-tree challenger, trained on the session's features, against its champion (v1)."""
     with dg.instance_for_test() as instance:
-        result = (
-            build_definitions(trained_copy)
-            .resolve_job_def("finmath_job")
-            .execute_in_process(
-                instance=instance,
-                asset_selection=[
-                    dg.AssetKey(["finmath", "answer_model"]),
-                    dg.AssetKey(["finmath", "cv_predictions"]),
-                ],
-                run_config={"ops": {"train_answer_model": {"config": {"n_estimators": 1}}}},
-            )
-        )
-    assert result.success
-    meta = materialization_metadata(result, dg.AssetKey(["finmath", "answer_model"]))
+        meta, _, _ = train_step(trained_copy, instance, n_estimators=1)
     uri = trained_copy.mlflow_tracking_uri_value
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert str(version_by_alias(client, MODEL, CHAMPION).version) == "1"

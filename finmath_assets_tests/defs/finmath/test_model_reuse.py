@@ -17,36 +17,13 @@ from finmath_assets.core.registry import (
     TRAINING_KEY_TAG,
     version_by_alias,
 )
-from finmath_assets.definitions import build_definitions
 from finmath_assets.settings import Settings
 from finmath_assets.summary import _print_model
-from finmath_assets_tests.conftest import Materialized, materialization_metadata
+from finmath_assets_tests.conftest import Materialized, train_step
 
 pytestmark = pytest.mark.slow  # materialises the training step with Dagster
 
 MODEL = "finmath-answer-regressor"
-TRAINING = [dg.AssetKey(["finmath", "answer_model"]), dg.AssetKey(["finmath", "cv_predictions"])]
-
-
-def _train(
-    settings: Settings, instance: dg.DagsterInstance, **config: object
-) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """One run of the training step; its answer_model metadata, row and cv_predictions."""
-    result = (
-        build_definitions(settings)
-        .resolve_job_def("finmath_job")
-        .execute_in_process(
-            instance=instance,
-            asset_selection=TRAINING,
-            run_config={"ops": {"train_answer_model": {"config": config}}} if config else None,
-        )
-    )
-    assert result.success
-    metadata = materialization_metadata(result, dg.AssetKey(["finmath", "answer_model"]))
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
-        row = conn.execute("SELECT * FROM finmath.answer_model").fetchdf()
-        cv = conn.execute("SELECT * FROM finmath.cv_predictions").fetchdf()
-    return metadata, row, cv
 
 
 def _versions(client: MlflowClient) -> list[str]:
@@ -74,7 +51,7 @@ def test_unchanged_training_reuses_the_version_and_a_new_parameter_trains_one(
 
     with dg.instance_for_test() as instance:
         # the same features and settings: version 1 is reused, nothing is trained or logged
-        meta, row, cv = _train(trained_copy, instance)
+        meta, row, cv = train_step(trained_copy, instance)
         assert meta["reused"] is True and meta["model_version"] == "1"
         assert meta["training_key"] == key and meta["promoted"] is False
         assert _versions(client) == ["1"]
@@ -100,7 +77,7 @@ def test_unchanged_training_reuses_the_version_and_a_new_parameter_trains_one(
         assert "finmath-answer-regressor v1 (promoted to champion" in capsys.readouterr().out
 
         # another parameter: a new training and version (not promoted: fewer trees)
-        meta, row, cv = _train(trained_copy, instance, n_estimators=20)
+        meta, row, cv = train_step(trained_copy, instance, n_estimators=20)
         assert meta["reused"] is False and meta["model_version"] == "2"
         assert meta["training_key"] != key and not bool(row["reused"].iloc[0])
         assert _versions(client) == ["1", "2"]
@@ -112,7 +89,7 @@ def test_unchanged_training_reuses_the_version_and_a_new_parameter_trains_one(
             (trained_copy.home / "mlartifacts").as_uri()
         )
         # and that parameter again: version 2 is reused, with the out-of-fold frame it logged
-        again, _, cv_again = _train(trained_copy, instance, n_estimators=20)
+        again, _, cv_again = train_step(trained_copy, instance, n_estimators=20)
         assert again["reused"] is True and again["model_version"] == "2"
         pd.testing.assert_frame_equal(cv_again, cv)
         assert _versions(client) == ["1", "2"]
